@@ -1,0 +1,1 @@
+//! Process-wide state handed to every task: config snapshot, pools, shutdown.

@@ -1,0 +1,4 @@
+//! Authentication mechanisms, sans-IO: md5, SCRAM-SHA-256 (server and client side), GSSAPI
+//! initiator. Nothing here touches a socket; callers move the bytes.
+
+pub mod secret;

@@ -1,0 +1,1 @@
+//! Command line parsing, PgBouncer-compatible flags.

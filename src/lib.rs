@@ -1,0 +1,14 @@
+//! krbouncer: a PgBouncer-compatible PostgreSQL connection pooler that logs in upstream with
+//! Kerberos (GSSAPI). The binary (`main.rs`) is a thin shell over this library so that tests,
+//! benches and fuzz targets reach the same code.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod net;
+pub mod pool;
+pub mod protocol;
+pub mod server;

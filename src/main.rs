@@ -1,0 +1,4 @@
+//! The `krbouncer` executable: parses the command line and runs the pooler.
+#![forbid(unsafe_code)]
+
+fn main() {}
