@@ -1,1 +1,80 @@
-//! Process-wide state handed to every task: config snapshot, pools, shutdown.
+//! Process-wide state handed to every task: the config snapshot, pools, cancel keys, client
+//! counts, the GSSAPI runtime, the upstream TLS connector and the shutdown state. No globals.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::auth::gss::GssRuntime;
+use crate::client::cancel::CancelRegistry;
+use crate::config::Config;
+use crate::pool::PoolRegistry;
+use crate::pool::checkout::Upstream;
+use crate::shutdown::Shutdown;
+
+/// GSSAPI calls allowed in flight at once; more wait. Bounds the threads a dead KDC can hold.
+const GSS_MAX_IN_FLIGHT: usize = 16;
+
+pub struct App {
+    config: RwLock<Arc<Config>>,
+    pub pools: PoolRegistry,
+    pub cancels: CancelRegistry,
+    pub shutdown: Shutdown,
+    pub gss: GssRuntime,
+    tls: Option<tokio_rustls::TlsConnector>,
+    clients: AtomicUsize,
+    next_client_id: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("server TLS setup: {0}")]
+    Tls(String),
+}
+
+impl App {
+    pub fn new(config: Config) -> Result<Arc<App>, AppError> {
+        let tls = crate::net::tls::build_connector(&crate::net::tls_settings::from_config(&config.settings))
+            .map_err(|e| AppError::Tls(e.to_string()))?;
+        Ok(Arc::new(App {
+            config: RwLock::new(Arc::new(config)),
+            pools: PoolRegistry::new(),
+            cancels: CancelRegistry::default(),
+            shutdown: Shutdown::new(),
+            gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
+            tls,
+            clients: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// The current configuration snapshot.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn upstream(&self) -> Upstream<'_> {
+        Upstream { gss: &self.gss, tls: self.tls.as_ref(), registry: &self.pools }
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a connected client until the returned guard drops.
+    pub fn count_client(&self) -> ClientCount<'_> {
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        ClientCount(&self.clients)
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+pub struct ClientCount<'a>(&'a AtomicUsize);
+
+impl Drop for ClientCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

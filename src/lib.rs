@@ -12,3 +12,8 @@ pub mod net;
 pub mod pool;
 pub mod protocol;
 pub mod server;
+pub mod logging;
+pub mod process;
+pub mod serve;
+pub mod shutdown;
+pub mod signals;

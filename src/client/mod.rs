@@ -1,1 +1,184 @@
-//! (placeholder: filled in by its owner)
+//! One task per client: startup, login, welcome, then forwarding (session pooling).
+
+pub mod cancel;
+pub mod error;
+pub mod login;
+pub mod session;
+pub mod startup;
+pub mod watch;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::client::error::ClientError;
+use crate::client::session::{Session, checkout_error};
+use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
+use crate::config::AuthType;
+use crate::net::stream::ClientStream;
+use crate::pool::{Pool, ServerGuard};
+use crate::protocol::backend;
+use crate::server::params::{ParamSet, tracked_names};
+
+/// Serves one accepted connection to the end.
+pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
+    let id = app.next_client_id();
+    let span = tracing::info_span!("client", id, addr = %peer, db = tracing::field::Empty, user = tracing::field::Empty);
+    async move {
+        let _count = app.count_client();
+        if let Err(e) = serve_inner(&app, &mut stream).await {
+            if app.config().settings.log_pooler_errors {
+                tracing::info!(error = %e.message, "pooler error");
+            }
+            e.send(&mut stream).await;
+        }
+        let _ = stream.shutdown().await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), ClientError> {
+    let config = app.config();
+    let settings = &config.settings;
+    let tracked = tracked_names(&settings.track_extra_parameters);
+    let mut rbuf = BytesMut::with_capacity(1024);
+    let first = tokio::time::timeout_at(
+        login_deadline(settings.client_login_timeout),
+        read_first_packet(stream, &mut rbuf, &tracked, &settings.ignore_startup_parameters),
+    )
+    .await
+    .map_err(|_| ClientError::protocol("client_login_timeout"))??;
+    let req = match first {
+        FirstPacket::Cancel { pid, key } => {
+            app.cancels.cancel(pid, &key, settings.server_connect_timeout).await;
+            return Ok(());
+        }
+        FirstPacket::Startup(req) => req,
+    };
+    let span = tracing::Span::current();
+    span.record("db", req.database.as_str());
+    span.record("user", req.user.as_str());
+    if app.client_count() > settings.max_client_conn as usize {
+        return Err(ClientError::fatal("08P01", "no more connections allowed (max_client_conn)"));
+    }
+    if app.shutdown.is_stopping() {
+        return Err(ClientError::fatal("57P01", "pooler is shutting down"));
+    }
+    negotiate_protocol(stream, &req).await?;
+    let Some(db) = config.database_for(&req.database) else {
+        return Err(ClientError::protocol(format!("no such database: {}", req.database)));
+    };
+    if settings.auth_type == AuthType::Any && db.user.is_none() {
+        return Err(ClientError::protocol("bouncer config error"));
+    }
+    let secret = config.auth_file.users.get(&req.user);
+    let authenticated = tokio::time::timeout_at(
+        login_deadline(settings.client_login_timeout),
+        login::authenticate(stream, &mut rbuf, settings.auth_type, &req.user, secret, settings.scram_iterations),
+    )
+    .await
+    .map_err(|_| ClientError::protocol("client_login_timeout"))??;
+    if settings.log_connections {
+        tracing::info!(tls = "no", "login attempt: db={} user={}", req.database, req.user);
+    }
+    let pool = app.pools.get_or_create(&config, &db, &req.user);
+    if let Some(keys) = authenticated.scram_keys {
+        if !pool.def.forced_user {
+            pool.set_scram_keys(keys);
+        }
+    }
+    pool.client_count.fetch_add(1, Ordering::Relaxed);
+    let _pool_client = PoolClient(&pool);
+    let started = std::time::Instant::now();
+    let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked).await;
+    if settings.log_disconnections {
+        tracing::info!(duration_s = started.elapsed().as_secs_f64(), "closing because: client close request");
+    }
+    result
+}
+
+/// Keeps a pool's client count right however the client leaves.
+struct PoolClient<'a>(&'a Arc<Pool>);
+
+impl Drop for PoolClient<'_> {
+    fn drop(&mut self) {
+        self.0.client_count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if timeout.is_zero() { now + std::time::Duration::from_secs(86400 * 365) } else { now + timeout }
+}
+
+/// Clients asking for a newer 3.x minor or sending `_pq_` options get NegotiateProtocolVersion
+/// and continue on 3.0.
+async fn negotiate_protocol(stream: &mut ClientStream, req: &StartupRequest) -> Result<(), ClientError> {
+    if req.minor_version == 0 && req.unsupported_options.is_empty() {
+        return Ok(());
+    }
+    let mut out = BytesMut::new();
+    let names: Vec<&str> = req.unsupported_options.iter().map(String::as_str).collect();
+    backend::negotiate_protocol_version(&mut out, 0, &names);
+    stream.write_all(&out).await.map_err(|_| ClientError::protocol("client unexpected eof"))
+}
+
+/// Sends AuthenticationOk, the pool's parameters (with the client's own tracked values),
+/// the client's BackendKeyData and ReadyForQuery, then forwards.
+async fn welcome_and_run(
+    app: &Arc<App>,
+    pool: Arc<Pool>,
+    stream: &mut ClientStream,
+    rbuf: BytesMut,
+    req: StartupRequest,
+    tracked: Vec<String>,
+) -> Result<(), ClientError> {
+    // Until a pool has logged in once it has no parameters to show: log in now, and keep
+    // that server for this client (as PgBouncer does, login errors surface at client login).
+    let mut linked: Option<ServerGuard> = None;
+    let welcome = match pool.welcome() {
+        Some(w) => w,
+        None => {
+            let mut guard = pool.checkout(&app.upstream()).await.map_err(checkout_error)?;
+            let params = Arc::new(guard.conn().params.clone());
+            linked = Some(guard);
+            params
+        }
+    };
+    let registration = app.cancels.register();
+    let mut out = BytesMut::with_capacity(512);
+    backend::auth_ok(&mut out);
+    let mut client_params = ParamSet::new();
+    for (name, value) in welcome.iter() {
+        let v = req.params.get(name).unwrap_or(value);
+        backend::parameter_status(&mut out, name, v);
+        if crate::server::params::is_tracked(name, &tracked) {
+            client_params.set(name, v);
+        }
+    }
+    for (name, value) in req.params.iter() {
+        if welcome.get(name).is_none() {
+            backend::parameter_status(&mut out, name, value);
+        }
+        client_params.set(name, value);
+    }
+    backend::backend_key_data(&mut out, registration.key.0, &registration.key.1);
+    backend::ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await.map_err(|_| ClientError::protocol("client unexpected eof"))?;
+    let session = Session {
+        app,
+        pool,
+        stream,
+        rbuf,
+        params: client_params,
+        tracked,
+        cancel: registration.slot.clone(),
+    };
+    session.run(linked).await;
+    Ok(())
+}

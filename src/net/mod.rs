@@ -1,1 +1,10 @@
-//! (placeholder: filled in by its owner)
+//! Sockets and streams: the listener, the client/server stream types, the relay (hot loop),
+//! message reading outside the relay, TLS and GSS encryption.
+
+pub mod gssenc;
+pub mod listener;
+pub mod relay;
+pub mod stream;
+pub mod tls;
+pub mod tls_settings;
+pub mod wire;

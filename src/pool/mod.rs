@@ -1,1 +1,150 @@
-//! (placeholder: filled in by its owner)
+//! Pools of server connections, one per (database, user): the registry, the idle list, the
+//! limits, and what every pool remembers (welcome parameters, last login failure, SCRAM keys).
+
+pub mod checkout;
+pub mod def;
+pub mod janitor;
+pub mod registry;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::server::conn::ServerConn;
+use crate::server::login::ScramKeys;
+use crate::server::params::ParamSet;
+
+pub use checkout::{CheckoutError, ServerGuard};
+pub use def::PoolDef;
+pub use registry::PoolRegistry;
+
+/// Semaphore size standing for "unlimited" (`pool_size = 0`).
+const UNLIMITED: usize = Semaphore::MAX_PERMITS >> 4;
+
+/// One pool. Usage slots (`pool_size`) are a fair semaphore, so waiting clients are served
+/// first come, first served; a slot holder takes an idle server or opens one, which keeps
+/// `active + idle <= pool_size + reserve` without counting by hand.
+pub struct Pool {
+    pub def: PoolDef,
+    slots: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    /// Idle servers, most recently used last (taken LIFO, as PgBouncer does by default).
+    idle: Mutex<Vec<ServerConn>>,
+    welcome: Mutex<Option<Arc<ParamSet>>>,
+    login_failure: Mutex<Option<(Instant, String)>>,
+    scram_keys: Mutex<Option<ScramKeys>>,
+    next_address: AtomicUsize,
+    /// Server connections that exist (idle, active, being reset or checked).
+    pub server_count: Arc<AtomicUsize>,
+    /// Clients currently logged in to this pool.
+    pub client_count: AtomicUsize,
+    spn_logged: AtomicBool,
+    db_limit: Option<Arc<Semaphore>>,
+    user_limit: Option<Arc<Semaphore>>,
+}
+
+fn semaphore_for(size: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(if size == 0 { UNLIMITED } else { size }))
+}
+
+impl Pool {
+    pub fn new(def: PoolDef, db_limit: Option<Arc<Semaphore>>, user_limit: Option<Arc<Semaphore>>) -> Pool {
+        Pool {
+            slots: semaphore_for(def.pool_size),
+            reserve: Arc::new(Semaphore::new(def.reserve_pool_size)),
+            def,
+            idle: Mutex::new(Vec::new()),
+            welcome: Mutex::new(None),
+            login_failure: Mutex::new(None),
+            scram_keys: Mutex::new(None),
+            next_address: AtomicUsize::new(0),
+            server_count: Arc::new(AtomicUsize::new(0)),
+            client_count: AtomicUsize::new(0),
+            spn_logged: AtomicBool::new(false),
+            db_limit,
+            user_limit,
+        }
+    }
+
+    /// The ParameterStatus set clients get at login, once a server has logged in.
+    pub fn welcome(&self) -> Option<Arc<ParamSet>> {
+        lock(&self.welcome).clone()
+    }
+
+    fn set_welcome_once(&self, params: &ParamSet) {
+        let mut w = lock(&self.welcome);
+        if w.is_none() {
+            *w = Some(Arc::new(params.clone()));
+        }
+    }
+
+    /// Remembers the SCRAM keys of a client that proved knowledge of the stored secret.
+    pub fn set_scram_keys(&self, keys: ScramKeys) {
+        *lock(&self.scram_keys) = Some(keys);
+    }
+
+    pub fn scram_keys(&self) -> Option<ScramKeys> {
+        *lock(&self.scram_keys)
+    }
+
+    pub fn idle_count(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    fn pop_idle(&self) -> Option<ServerConn> {
+        lock(&self.idle).pop()
+    }
+
+    fn push_idle(&self, conn: ServerConn) {
+        lock(&self.idle).push(conn);
+    }
+
+    /// Takes out idle servers matching `pred` (the janitor closes them).
+    fn drain_idle_where(&self, mut pred: impl FnMut(&ServerConn) -> bool) -> Vec<ServerConn> {
+        let mut idle = lock(&self.idle);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < idle.len() {
+            if pred(&idle[i]) { out.push(idle.remove(i)) } else { i += 1 }
+        }
+        out
+    }
+
+    /// Closes one idle server, if any: used when another pool of the same database or user
+    /// needs the connection budget (`max_db_connections`, `max_user_connections`).
+    pub fn close_one_idle(&self) -> bool {
+        let mut idle = lock(&self.idle);
+        if idle.is_empty() {
+            return false;
+        }
+        // the least recently used one
+        drop(idle.remove(0));
+        true
+    }
+
+    /// The login error of the last failed attempt, while `server_login_retry` has not passed.
+    fn recent_login_failure(&self) -> Option<String> {
+        let f = lock(&self.login_failure);
+        match &*f {
+            Some((at, msg)) if at.elapsed() < self.def.server_login_retry => Some(msg.clone()),
+            _ => None,
+        }
+    }
+
+    fn record_login_result(&self, failure: Option<String>) {
+        *lock(&self.login_failure) = failure.map(|m| (Instant::now(), m));
+    }
+
+    fn next_address_index(&self) -> usize {
+        let n = self.def.addresses.len().max(1);
+        self.next_address.fetch_add(1, Ordering::Relaxed) % n
+    }
+}
+
+/// Locks a std mutex; a poisoned lock still holds consistent data here because every critical
+/// section is a single push/pop/assign.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,1 +1,10 @@
-//! (placeholder: filled in by its owner)
+//! Upstream connections: address, connect (TCP or unix, TLS, GSS encryption), login, the
+//! tracked parameters, and the pooler's own queries (reset, check, sync).
+
+pub mod address;
+pub mod conn;
+pub mod connect;
+pub mod gss_login;
+pub mod login;
+pub mod params;
+pub mod query;

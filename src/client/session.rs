@@ -1,0 +1,120 @@
+//! Session pooling: a server is linked to the client at its first request and stays until
+//! the client leaves; then it is reset and returned, or closed if the client left it busy.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+
+use crate::app::App;
+use crate::client::cancel::CancelSlot;
+use crate::client::error::ClientError;
+use crate::client::watch::{ClientWatcher, Outstanding, ServerWatcher};
+use crate::net::relay::{Pump, RelayEnd, relay};
+use crate::net::stream::ClientStream;
+use crate::pool::{CheckoutError, Pool, ServerGuard};
+use crate::server::params::{ParamSet, sync_query};
+use crate::server::query::run_simple;
+
+/// A logged-in client, ready to forward.
+pub struct Session<'a> {
+    pub app: &'a Arc<App>,
+    pub pool: Arc<Pool>,
+    pub stream: &'a mut ClientStream,
+    /// Client bytes already read (after the startup packet and login).
+    pub rbuf: BytesMut,
+    pub params: ParamSet,
+    pub tracked: Vec<String>,
+    pub cancel: Arc<CancelSlot>,
+}
+
+/// Maps a checkout failure to what the client sees.
+pub fn checkout_error(e: CheckoutError) -> ClientError {
+    match e {
+        CheckoutError::WaitTimeout => ClientError::protocol("query_wait_timeout"),
+        CheckoutError::Closed => ClientError::fatal("57P01", "pooler is shutting down"),
+        other => ClientError::protocol(other.to_string()),
+    }
+}
+
+impl Session<'_> {
+    /// Forwards until the client or the server goes away.
+    pub async fn run(mut self, mut linked: Option<ServerGuard>) {
+        if linked.is_none() {
+            // session mode links at the first request, so idle clients hold no server
+            if !self.wait_for_first_request().await {
+                return;
+            }
+            match self.pool.checkout(&self.app.upstream()).await {
+                Ok(g) => linked = Some(g),
+                Err(e) => return checkout_error(e).send(self.stream).await,
+            }
+        }
+        let Some(mut guard) = linked else { return };
+        if let Err(e) = self.sync_params(&mut guard).await {
+            return e.send(self.stream).await;
+        }
+        self.cancel.link(guard.conn().cancel.clone());
+        let (end, clean) = self.forward(&mut guard).await;
+        self.cancel.unlink();
+        match &end {
+            RelayEnd::ClientStop | RelayEnd::ClientEof => {}
+            RelayEnd::ClientError(e) => tracing::debug!(error = %e, "client connection error"),
+            RelayEnd::ClientProtocol(e) => {
+                ClientError::protocol(e.clone()).send(self.stream).await;
+            }
+            RelayEnd::ServerStop | RelayEnd::ServerEof | RelayEnd::ServerError(_) | RelayEnd::ServerProtocol(_) => {
+                tracing::info!(server = guard.conn().id, reason = ?end, "server connection ended");
+                ClientError::protocol("server conn crashed?").send(self.stream).await;
+            }
+        }
+        let server_fine = matches!(end, RelayEnd::ClientStop | RelayEnd::ClientEof | RelayEnd::ClientError(_));
+        if !(clean && server_fine) {
+            tracing::info!(server = guard.conn().id, "client left the server busy, closing it");
+        }
+        guard.release(clean && server_fine).await;
+    }
+
+    /// Waits for the client's first bytes; false if it left (or said Terminate) first.
+    async fn wait_for_first_request(&mut self) -> bool {
+        while self.rbuf.is_empty() {
+            self.rbuf.reserve(4096);
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        self.rbuf.first() != Some(&b'X')
+    }
+
+    /// Brings the server's tracked parameters in line with the client's, invisibly.
+    async fn sync_params(&mut self, guard: &mut ServerGuard) -> Result<(), ClientError> {
+        let timeout = self.pool.def.server_connect_timeout;
+        let conn = guard.conn();
+        if let Some(sql) = sync_query(&self.params, &conn.params) {
+            if let Err(e) = run_simple(conn, &sql, timeout).await {
+                return Err(ClientError::protocol(format!("invalid server parameter: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The relay proper; returns how it ended and whether the server is reusable.
+    async fn forward(&mut self, guard: &mut ServerGuard) -> (RelayEnd, bool) {
+        let max_packet = self.app.config().settings.max_packet_size as usize;
+        let conn = guard.conn();
+        let outstanding = Outstanding::new();
+        let mut c2s = Pump::new(max_packet).with_pending(std::mem::take(&mut self.rbuf));
+        let mut s2c = Pump::new(max_packet).with_pending(std::mem::take(&mut conn.rbuf));
+        let mut cw = ClientWatcher { outstanding: &outstanding };
+        let mut sw = ServerWatcher {
+            outstanding: &outstanding,
+            server_params: &mut conn.params,
+            client_params: &mut self.params,
+            tracked: &self.tracked,
+        };
+        let end = relay(&mut *self.stream, &mut conn.stream, &mut c2s, &mut s2c, &mut cw, &mut sw).await;
+        let clean = outstanding.is_idle() && s2c.is_idle() && c2s.is_idle();
+        (end, clean)
+    }
+}

@@ -1,0 +1,120 @@
+//! The accept side: TCP on `listen_addr:listen_port` and the unix socket
+//! `unix_socket_dir/.s.PGSQL.<port>`, each accepted connection handed to a client task.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::net::stream::ClientStream;
+
+/// Bound sockets, before serving. Binding first lets startup fail before anything runs.
+pub struct Listeners {
+    tcp: Vec<TcpListener>,
+    unix: Option<(UnixListener, PathBuf)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not listen on {what}: {source}")]
+pub struct ListenError {
+    what: String,
+    source: std::io::Error,
+}
+
+/// Binds every configured address. `*` means all IPv4 and IPv6 addresses.
+pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
+    let port = settings.listen_port;
+    let mut tcp = Vec::new();
+    for addr in settings.listen_addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if addr == "*" {
+            // IPv6 first: on Linux it is dual-stack, and then the IPv4 bind may fail; fine.
+            let v6 = TcpListener::bind(("::", port)).await;
+            let v4 = TcpListener::bind(("0.0.0.0", port)).await;
+            match (v6, v4) {
+                (Err(e), Err(_)) => return Err(ListenError { what: format!("*:{port}"), source: e }),
+                (a, b) => tcp.extend(a.into_iter().chain(b)),
+            }
+        } else {
+            let l = TcpListener::bind((addr, port))
+                .await
+                .map_err(|e| ListenError { what: format!("{addr}:{port}"), source: e })?;
+            tcp.push(l);
+        }
+    }
+    let unix = if settings.unix_socket_dir.is_empty() {
+        None
+    } else {
+        let path = PathBuf::from(&settings.unix_socket_dir).join(format!(".s.PGSQL.{port}"));
+        let err = |e| ListenError { what: path.display().to_string(), source: e };
+        if path.exists() {
+            // a stale socket from an earlier run; refuse if something still answers on it
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "socket is in use")));
+            }
+            std::fs::remove_file(&path).map_err(err)?;
+        }
+        let l = UnixListener::bind(&path).map_err(err)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(settings.unix_socket_mode))
+            .map_err(err)?;
+        Some((l, path))
+    };
+    Ok(Listeners { tcp, unix })
+}
+
+impl Listeners {
+    /// Accepts until shutdown starts, then removes the unix socket file.
+    pub async fn serve(self, app: Arc<App>) {
+        let mut tasks = Vec::new();
+        for l in self.tcp {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut stop = app.shutdown.subscribe();
+                loop {
+                    tokio::select! {
+                        r = l.accept() => match r {
+                            Ok((s, peer)) => {
+                                let _ = s.set_nodelay(true);
+                                tokio::spawn(crate::client::serve(app.clone(), ClientStream::Tcp(s), peer.to_string()));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        let socket_path = self.unix.as_ref().map(|(_, p)| p.clone());
+        if let Some((l, _)) = self.unix {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut stop = app.shutdown.subscribe();
+                loop {
+                    tokio::select! {
+                        r = l.accept() => match r {
+                            Ok((s, _)) => {
+                                tokio::spawn(crate::client::serve(app.clone(), ClientStream::Unix(s), "unix".to_string()));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        if let Some(p) = socket_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The hot loop: moves PostgreSQL messages between a client and a server without copying them.
+//!
+//! Each direction owns one read buffer. Only message headers are parsed in place; whole runs of
+//! messages leave as `Bytes` views of that buffer (`split_to(n).freeze()`), and a message larger
+//! than what has arrived streams through piece by piece instead of being buffered whole. The few
+//! messages the pooler must see (ReadyForQuery, ParameterStatus, Terminate, ...) are handed to a
+//! [`Watcher`] whole; it decides whether they pass, are dropped, or end the relay.
+//!
+//! Both directions are driven from one future by polling, so a peer that stops reading only
+//! stalls its own direction (no deadlock when both sides write at once) and no lock or task split
+//! is needed.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::poll_read_buf;
+
+use crate::protocol::framing::peek_header;
+
+/// Smallest free space kept in a read buffer before reading; also its first allocation.
+const READ_CHUNK: usize = 16 * 1024;
+/// Iterations of the pump loop before yielding to other tasks.
+const YIELD_BUDGET: u32 = 64;
+
+/// What the watcher wants done with a message it was shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass the message on.
+    Forward,
+    /// Drop the message; keep relaying.
+    Drop,
+    /// Drop the message and end the relay once everything before it has been written.
+    DropAndStop,
+}
+
+/// Decides which messages of one direction the pooler must read, and what happens to them.
+pub trait Watcher {
+    /// Whether messages with this tag must be seen whole. Others stream through, and
+    /// [`Watcher::on_tag`] is told their tag only.
+    fn wants_whole(&self, tag: u8) -> bool;
+    /// Called for every message the watcher asked to see whole.
+    fn on_message(&mut self, tag: u8, msg: &[u8]) -> Verdict;
+    /// Called with the tag of every message that streams through unseen.
+    fn on_tag(&mut self, tag: u8);
+    /// Called after a write has fully reached the destination and the buffer is empty: a
+    /// point where the watcher may decide the relay should stop (e.g. a server is idle).
+    fn stop_when_drained(&self) -> bool {
+        false
+    }
+}
+
+/// One direction of the relay: a read buffer, the output queue and the streaming state.
+pub struct Pump {
+    rbuf: BytesMut,
+    out: VecDeque<Bytes>,
+    /// Bytes of a message that is streaming through and has not fully arrived yet.
+    streaming_left: usize,
+    needs_flush: bool,
+    stop_requested: bool,
+    max_packet_size: usize,
+    /// Total bytes this pump forwarded (for statistics).
+    pub forwarded_bytes: u64,
+}
+
+/// Why the relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// The client side's watcher stopped the relay (e.g. Terminate), everything flushed.
+    ClientStop,
+    /// The server side's watcher stopped the relay, everything flushed.
+    ServerStop,
+    /// The client closed its socket.
+    ClientEof,
+    /// The server closed its socket.
+    ServerEof,
+    /// Reading or writing the client failed.
+    ClientError(io::Error),
+    /// Reading or writing the server failed.
+    ServerError(io::Error),
+    /// The client sent a malformed or oversized message.
+    ClientProtocol(String),
+    /// The server sent a malformed or oversized message.
+    ServerProtocol(String),
+}
+
+enum Side {
+    Src,
+    Dst,
+}
+
+enum StepEnd {
+    Eof,
+    Stop,
+    Io(Side, io::Error),
+    Protocol(String),
+}
+
+impl Pump {
+    pub fn new(max_packet_size: usize) -> Pump {
+        Pump {
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            out: VecDeque::with_capacity(8),
+            streaming_left: 0,
+            needs_flush: false,
+            stop_requested: false,
+            max_packet_size,
+            forwarded_bytes: 0,
+        }
+    }
+
+    /// Takes bytes that were read before the relay started (e.g. during login) as input.
+    pub fn with_pending(mut self, pending: BytesMut) -> Pump {
+        if !pending.is_empty() {
+            self.rbuf = pending;
+        }
+        self
+    }
+
+    /// True when nothing is buffered in either the input or the output of this direction.
+    pub fn is_idle(&self) -> bool {
+        self.rbuf.is_empty() && self.out.is_empty() && self.streaming_left == 0
+    }
+
+    /// Hands back unread input (used when the relay stops at a message boundary).
+    pub fn take_unread(&mut self) -> BytesMut {
+        std::mem::take(&mut self.rbuf)
+    }
+
+    /// Cuts the buffered input into forwardable runs, consulting the watcher.
+    fn scan<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), String> {
+        let mut run = 0usize;
+        loop {
+            let avail = &self.rbuf[run..];
+            if self.streaming_left > 0 {
+                let n = self.streaming_left.min(avail.len());
+                if n == 0 {
+                    break;
+                }
+                self.streaming_left -= n;
+                run += n;
+                continue;
+            }
+            let header = match peek_header(avail, self.max_packet_size) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(e.to_string()),
+            };
+            if watcher.wants_whole(header.tag) {
+                if avail.len() < header.len {
+                    break; // wait for the rest; its size was bounded by peek_header
+                }
+                match watcher.on_message(header.tag, &avail[..header.len]) {
+                    Verdict::Forward => run += header.len,
+                    verdict @ (Verdict::Drop | Verdict::DropAndStop) => {
+                        self.emit(run);
+                        run = 0;
+                        self.rbuf.advance(header.len);
+                        if verdict == Verdict::DropAndStop {
+                            self.stop_requested = true;
+                            return Ok(());
+                        }
+                    }
+                }
+            } else {
+                watcher.on_tag(header.tag);
+                let n = header.len.min(avail.len());
+                self.streaming_left = header.len - n;
+                run += n;
+            }
+        }
+        self.emit(run);
+        Ok(())
+    }
+
+    fn emit(&mut self, n: usize) {
+        if n > 0 {
+            self.forwarded_bytes += n as u64;
+            self.out.push_back(self.rbuf.split_to(n).freeze());
+        }
+    }
+
+    /// Makes as much progress as possible without blocking. Returns Ready(Some(end)) when the
+    /// direction is finished, Ready(None) after progress, Pending when blocked.
+    fn poll_step<S, D, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+        dst: &mut D,
+        watcher: &mut W,
+    ) -> Poll<Option<StepEnd>>
+    where
+        S: AsyncRead + Unpin,
+        D: AsyncWrite + Unpin,
+        W: Watcher,
+    {
+        // 1. drain the output queue
+        while let Some(front) = self.out.front_mut() {
+            match Pin::new(&mut *dst).poll_write(cx, front) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Some(StepEnd::Io(Side::Dst, io::ErrorKind::WriteZero.into())));
+                }
+                Poll::Ready(Ok(n)) => {
+                    front.advance(n);
+                    if front.is_empty() {
+                        self.out.pop_front();
+                    }
+                    self.needs_flush = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(StepEnd::Io(Side::Dst, e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.needs_flush {
+            match Pin::new(&mut *dst).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(StepEnd::Io(Side::Dst, e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.stop_requested || (self.streaming_left == 0 && self.rbuf.is_empty() && watcher.stop_when_drained()) {
+            return Poll::Ready(Some(StepEnd::Stop));
+        }
+        // 2. read more input
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        match poll_read_buf(Pin::new(&mut *src), cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Some(StepEnd::Eof)),
+            Poll::Ready(Ok(_)) => match self.scan(watcher) {
+                Ok(()) => Poll::Ready(None),
+                Err(e) => Poll::Ready(Some(StepEnd::Protocol(e))),
+            },
+            Poll::Ready(Err(e)) => Poll::Ready(Some(StepEnd::Io(Side::Src, e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Scans input that was already buffered when the relay started.
+    fn prime<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), String> {
+        if self.rbuf.is_empty() { Ok(()) } else { self.scan(watcher) }
+    }
+}
+
+/// Relays between `client` and `server` until one side ends or a watcher stops it.
+pub async fn relay<C, S, CW, SW>(
+    client: &mut C,
+    server: &mut S,
+    c2s: &mut Pump,
+    s2c: &mut Pump,
+    client_watcher: &mut CW,
+    server_watcher: &mut SW,
+) -> RelayEnd
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+    CW: Watcher,
+    SW: Watcher,
+{
+    if let Err(e) = c2s.prime(client_watcher) {
+        return RelayEnd::ClientProtocol(e);
+    }
+    if let Err(e) = s2c.prime(server_watcher) {
+        return RelayEnd::ServerProtocol(e);
+    }
+    poll_fn(|cx| {
+        let mut budget = YIELD_BUDGET;
+        loop {
+            let mut progressed = false;
+            match c2s.poll_step(cx, client, server, client_watcher) {
+                Poll::Ready(Some(end)) => {
+                    return Poll::Ready(match end {
+                        StepEnd::Eof => RelayEnd::ClientEof,
+                        StepEnd::Stop => RelayEnd::ClientStop,
+                        StepEnd::Io(Side::Src, e) => RelayEnd::ClientError(e),
+                        StepEnd::Io(Side::Dst, e) => RelayEnd::ServerError(e),
+                        StepEnd::Protocol(e) => RelayEnd::ClientProtocol(e),
+                    });
+                }
+                Poll::Ready(None) => progressed = true,
+                Poll::Pending => {}
+            }
+            match s2c.poll_step(cx, server, client, server_watcher) {
+                Poll::Ready(Some(end)) => {
+                    return Poll::Ready(match end {
+                        StepEnd::Eof => RelayEnd::ServerEof,
+                        StepEnd::Stop => RelayEnd::ServerStop,
+                        StepEnd::Io(Side::Src, e) => RelayEnd::ServerError(e),
+                        StepEnd::Io(Side::Dst, e) => RelayEnd::ClientError(e),
+                        StepEnd::Protocol(e) => RelayEnd::ServerProtocol(e),
+                    });
+                }
+                Poll::Ready(None) => progressed = true,
+                Poll::Pending => {}
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+            budget -= 1;
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}

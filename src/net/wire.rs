@@ -1,0 +1,54 @@
+//! Reading whole messages outside the relay (client and server logins, resets, checks), with
+//! every announced length checked before the bytes are waited for.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::framing::peek_header;
+
+/// Longest message accepted outside the relay: auth requests, ParameterStatus, errors,
+/// CommandComplete. DataRows of a check query are bigger only if the query is odd.
+pub const MAX_CONTROL_MESSAGE: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer closed the connection unexpectedly")]
+    Eof,
+    #[error("invalid message: {0}")]
+    Protocol(String),
+}
+
+/// Reads one whole server message (tag, length and body) out of `rbuf`, filling it from `stream`.
+pub async fn read_message<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+) -> Result<BytesMut, WireError> {
+    read_message_limited(stream, rbuf, MAX_CONTROL_MESSAGE).await
+}
+
+/// Reads one whole message of at most `max_len` bytes.
+pub async fn read_message_limited<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    max_len: usize,
+) -> Result<BytesMut, WireError> {
+    loop {
+        match peek_header(rbuf, max_len) {
+            Ok(Some(h)) if rbuf.len() >= h.len => return Ok(rbuf.split_to(h.len)),
+            Ok(Some(h)) => rbuf.reserve(h.len - rbuf.len()),
+            Ok(None) => rbuf.reserve(1024),
+            Err(e) => return Err(WireError::Protocol(e.to_string())),
+        }
+        if stream.read_buf(rbuf).await? == 0 {
+            return Err(WireError::Eof);
+        }
+    }
+}
+
+/// Writes and flushes a complete buffer.
+pub async fn write_flush<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8]) -> std::io::Result<()> {
+    stream.write_all(buf).await?;
+    stream.flush().await
+}

@@ -1,0 +1,53 @@
+//! The janitor: once a second, closes idle servers past `server_idle_timeout` or
+//! `server_lifetime` and opens servers up to `min_pool_size`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::app::App;
+use crate::pool::Pool;
+
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// Runs until the app shuts down.
+pub async fn run(app: Arc<App>) {
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if app.shutdown.is_stopping() {
+            return;
+        }
+        for pool in app.pools.all() {
+            sweep(&pool);
+            // min_pool_size applies to forced-user pools and to pools that have clients
+            if pool.def.min_pool_size > 0
+                && (pool.def.forced_user || pool.client_count.load(Ordering::Relaxed) > 0)
+            {
+                let app = app.clone();
+                tokio::spawn(async move { pool.fill_min(&app.upstream()).await });
+            }
+        }
+    }
+}
+
+/// Closes idle servers that outlived `server_idle_timeout` or `server_lifetime`.
+pub fn sweep(pool: &Pool) {
+    let idle_timeout = pool.def.server_idle_timeout;
+    let lifetime = pool.def.server_lifetime;
+    let min = pool.def.min_pool_size;
+    let total = pool.server_count.load(Ordering::Relaxed);
+    let mut closable = total.saturating_sub(min);
+    let closed = pool.drain_idle_where(|c| {
+        let too_old = !lifetime.is_zero() && c.created.elapsed() >= lifetime;
+        let too_idle = !idle_timeout.is_zero() && c.last_used.elapsed() >= idle_timeout && closable > 0;
+        if too_idle && !too_old {
+            closable -= 1;
+        }
+        too_old || too_idle
+    });
+    for conn in closed {
+        tracing::debug!(db = %pool.def.db_name, server = conn.id, "closing idle server");
+    }
+}

@@ -1,0 +1,63 @@
+//! All pools, keyed by (database, user), plus the per-database and per-user connection budgets
+//! they share (`max_db_connections`, `max_user_connections`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, DatabaseDef};
+use crate::pool::{Pool, PoolDef, lock};
+
+/// Pool key: the client-facing database name and the login user of the pool.
+pub type PoolKey = (String, String);
+
+#[derive(Default)]
+pub struct PoolRegistry {
+    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    db_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    user_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl PoolRegistry {
+    pub fn new() -> PoolRegistry {
+        PoolRegistry::default()
+    }
+
+    /// The pool for clients of `db` logging in as `client_user`, created on first use. A
+    /// forced-user database has one pool whatever the client user is.
+    pub fn get_or_create(&self, config: &Config, db: &DatabaseDef, client_user: &str) -> Arc<Pool> {
+        let login_user = db.user.clone().unwrap_or_else(|| client_user.to_string());
+        let key = (db.name.clone(), login_user.clone());
+        let mut pools = lock(&self.pools);
+        if let Some(p) = pools.get(&key) {
+            return p.clone();
+        }
+        let def = PoolDef::resolve(config, db, client_user);
+        let db_limit = limit(&self.db_limits, &db.name, def.max_db_connections);
+        let user_limit = limit(&self.user_limits, &login_user, def.max_user_connections);
+        let pool = Arc::new(Pool::new(def, db_limit, user_limit));
+        pools.insert(key, pool.clone());
+        pool
+    }
+
+    /// A snapshot of every pool (for the janitor and, later, SHOW).
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        lock(&self.pools).values().cloned().collect()
+    }
+
+    pub(crate) fn close_idle_in_db(&self, db: &str) -> bool {
+        self.all().iter().filter(|p| p.def.db_name == db).any(|p| p.close_one_idle())
+    }
+
+    pub(crate) fn close_idle_of_user(&self, user: &str) -> bool {
+        self.all().iter().filter(|p| p.def.login_user == user).any(|p| p.close_one_idle())
+    }
+}
+
+fn limit(map: &Mutex<HashMap<String, Arc<Semaphore>>>, name: &str, size: usize) -> Option<Arc<Semaphore>> {
+    if size == 0 {
+        return None;
+    }
+    Some(lock(map).entry(name.to_string()).or_insert_with(|| Arc::new(Semaphore::new(size))).clone())
+}

@@ -1,0 +1,79 @@
+//! Where a server lives: a TCP host and port, or a unix socket directory, and how to reach it.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::net::{TcpStream, UnixStream};
+
+/// One upstream endpoint as written in `[databases]` (`host=`, `port=`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerAddress {
+    Tcp { host: String, port: u16 },
+    Unix { dir: String, port: u16 },
+}
+
+impl ServerAddress {
+    /// `host` values starting with `/` (or `@`, the abstract namespace) name a socket directory.
+    pub fn from_host(host: &str, port: u16) -> ServerAddress {
+        if host.starts_with('/') || host.starts_with('@') {
+            ServerAddress::Unix { dir: host.to_string(), port }
+        } else {
+            ServerAddress::Tcp { host: host.to_string(), port }
+        }
+    }
+
+    /// The host name GSSAPI and TLS should use, if this is a TCP endpoint.
+    pub fn tcp_host(&self) -> Option<&str> {
+        match self {
+            ServerAddress::Tcp { host, .. } => Some(host),
+            ServerAddress::Unix { .. } => None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            ServerAddress::Tcp { port, .. } | ServerAddress::Unix { port, .. } => *port,
+        }
+    }
+
+    fn socket_path(dir: &str, port: u16) -> String {
+        format!("{}/.s.PGSQL.{}", dir.trim_end_matches('/'), port)
+    }
+
+    /// Opens the raw socket. TCP gets NODELAY, as PostgreSQL clients do.
+    pub async fn connect(&self, timeout: Duration) -> std::io::Result<RawSocket> {
+        let fut = async {
+            match self {
+                ServerAddress::Tcp { host, port } => {
+                    let s = TcpStream::connect((host.as_str(), *port)).await?;
+                    s.set_nodelay(true)?;
+                    Ok(RawSocket::Tcp(s))
+                }
+                ServerAddress::Unix { dir, port } => {
+                    let path = Self::socket_path(dir, *port);
+                    let path = path.strip_prefix('@').map(|p| format!("\0{p}")).unwrap_or(path);
+                    Ok(RawSocket::Unix(UnixStream::connect(path).await?))
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout")),
+        }
+    }
+}
+
+impl fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddress::Tcp { host, port } => write!(f, "{host}:{port}"),
+            ServerAddress::Unix { dir, port } => write!(f, "{}", Self::socket_path(dir, *port)),
+        }
+    }
+}
+
+/// A freshly opened socket, before any TLS or GSS negotiation.
+pub enum RawSocket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}

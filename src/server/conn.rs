@@ -1,0 +1,69 @@
+//! One upstream PostgreSQL connection after login: its stream, leftover input, the parameters
+//! it reported, its BackendKeyData, and the times the janitor and pool need.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::net::stream::ServerStream;
+use crate::server::address::ServerAddress;
+use crate::server::params::ParamSet;
+
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where and how to send a CancelRequest for the query running on a server connection.
+#[derive(Clone, Debug)]
+pub struct CancelTarget {
+    pub address: ServerAddress,
+    pub pid: i32,
+    pub key: Vec<u8>,
+}
+
+/// A logged-in server connection.
+pub struct ServerConn {
+    pub id: u64,
+    pub stream: ServerStream,
+    /// Bytes read from the server but not consumed yet (always at a message boundary).
+    pub rbuf: BytesMut,
+    /// The values the server reported with ParameterStatus, kept current while linked.
+    pub params: ParamSet,
+    pub cancel: CancelTarget,
+    pub created: Instant,
+    pub last_used: Instant,
+    /// Held for the connection's lifetime: `max_db_connections` / `max_user_connections`.
+    pub(crate) limit_permits: Vec<OwnedSemaphorePermit>,
+    /// Keeps the owning pool's server count right however the connection ends.
+    pub(crate) tally: Option<crate::pool::checkout::Tally>,
+}
+
+impl ServerConn {
+    pub fn new(stream: ServerStream, rbuf: BytesMut, params: ParamSet, cancel: CancelTarget) -> ServerConn {
+        let now = Instant::now();
+        ServerConn {
+            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            stream,
+            rbuf,
+            params,
+            cancel,
+            created: now,
+            last_used: now,
+            limit_permits: Vec::new(),
+            tally: None,
+        }
+    }
+}
+
+impl Drop for ServerConn {
+    /// Says goodbye (Terminate) on plain sockets, best effort and without blocking, so the
+    /// server logs a clean disconnect instead of an unexpected EOF.
+    fn drop(&mut self) {
+        const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+        let _ = match &self.stream {
+            ServerStream::Tcp(s) => s.try_write(&TERMINATE).map(|_| ()),
+            ServerStream::Unix(s) => s.try_write(&TERMINATE).map(|_| ()),
+            _ => Ok(()),
+        };
+    }
+}

@@ -1,0 +1,60 @@
+//! Shutdown state shared by the listener, the janitor and client tasks: PgBouncer's
+//! "wait for clients" (SIGTERM), "wait for servers" (SIGINT) and immediate (SIGQUIT) exits.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ShutdownMode {
+    Running = 0,
+    /// Stop accepting; exit when every client has left.
+    WaitForClients = 1,
+    /// Stop accepting; exit when every server has been released.
+    WaitForServers = 2,
+    /// Exit now.
+    Immediate = 3,
+}
+
+pub struct Shutdown {
+    mode: AtomicU8,
+    tx: watch::Sender<ShutdownMode>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown { mode: AtomicU8::new(0), tx: watch::channel(ShutdownMode::Running).0 }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.mode.load(Ordering::Relaxed) != ShutdownMode::Running as u8
+    }
+
+    /// Moves to a stricter mode (never back).
+    pub fn request(&self, mode: ShutdownMode) {
+        let prev = self.mode.fetch_max(mode as u8, Ordering::Relaxed);
+        if (mode as u8) > prev {
+            let _ = self.tx.send(mode);
+        }
+    }
+
+    pub fn mode(&self) -> ShutdownMode {
+        match self.mode.load(Ordering::Relaxed) {
+            0 => ShutdownMode::Running,
+            1 => ShutdownMode::WaitForClients,
+            2 => ShutdownMode::WaitForServers,
+            _ => ShutdownMode::Immediate,
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<ShutdownMode> {
+        self.tx.subscribe()
+    }
+}
