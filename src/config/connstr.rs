@@ -73,8 +73,9 @@ pub fn split_pairs(connstr: &str) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-/// One `[databases]` entry. `None` fields fall back to the global setting.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One `[databases]` entry. `None` fields fall back to the global setting. Debug output
+/// redacts the password.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct DatabaseDef {
     /// Client-side name (the ini key).
     pub name: String,
@@ -113,6 +114,41 @@ pub struct DatabaseDef {
     pub server_krb_srvname: Option<String>,
     pub server_gssencmode: Option<GssEncMode>,
     pub server_gssauth_negotiate: Option<GssAuthNegotiate>,
+}
+
+impl std::fmt::Debug for DatabaseDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseDef")
+            .field("name", &self.name)
+            .field("dbname", &self.dbname)
+            .field("dbname_explicit", &self.dbname_explicit)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("auth_user", &self.auth_user)
+            .field("auth_query", &self.auth_query)
+            .field("auth_dbname", &self.auth_dbname)
+            .field("pool_size", &self.pool_size)
+            .field("min_pool_size", &self.min_pool_size)
+            .field("reserve_pool_size", &self.reserve_pool_size)
+            .field("pool_mode", &self.pool_mode)
+            .field("max_db_connections", &self.max_db_connections)
+            .field("max_db_client_connections", &self.max_db_client_connections)
+            .field("server_lifetime", &self.server_lifetime)
+            .field("query_wait_timeout", &self.query_wait_timeout)
+            .field("load_balance_hosts", &self.load_balance_hosts)
+            .field("connect_query", &self.connect_query)
+            .field("client_encoding", &self.client_encoding)
+            .field("datestyle", &self.datestyle)
+            .field("timezone", &self.timezone)
+            .field("application_name", &self.application_name)
+            .field("server_krb_spn", &self.server_krb_spn)
+            .field("server_krb_srvname", &self.server_krb_srvname)
+            .field("server_gssencmode", &self.server_gssencmode)
+            .field("server_gssauth_negotiate", &self.server_gssauth_negotiate)
+            .finish()
+    }
 }
 
 /// Negative numbers mean "not set" in PgBouncer's per-db/per-user integers.
@@ -281,6 +317,10 @@ mod tests {
         assert_eq!(db.port, 6000);
         assert_eq!(db.user.as_deref(), Some("svc"));
         assert_eq!(db.password.as_deref(), Some("p w"));
+        assert!(
+            !format!("{db:?}").contains("p w"),
+            "Debug must redact the password"
+        );
         assert_eq!(db.pool_size, Some(5));
         assert_eq!(db.reserve_pool_size, Some(2));
         assert_eq!(db.pool_mode, Some(PoolMode::Transaction));

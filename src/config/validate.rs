@@ -44,11 +44,11 @@ impl Config {
                 s.metrics_addr
             ));
         }
-        if s.pkt_buf < 512 {
-            return fail(format!("pkt_buf {} is too small", s.pkt_buf));
-        }
 
         let mut warnings = Vec::new();
+        if s.pkt_buf < 512 {
+            warnings.push(format!("pkt_buf {} is very small", s.pkt_buf));
+        }
         if !(0..=16383).contains(&s.peer_id) {
             warnings.push(format!("peer_id {} is outside 0..16383", s.peer_id));
         }
