@@ -103,13 +103,23 @@ impl Settings {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
         let def =
             find_setting(key).ok_or_else(|| ConfigErrorKind::UnknownParameter(key.to_string()))?;
-        (def.set)(self, value).map_err(|reason| {
-            ConfigError::bare(ConfigErrorKind::InvalidValue {
-                key: key.to_string(),
-                value: value.to_string(),
-                reason,
+        // PgBouncer's CF_AUTHDB type: the admin console cannot serve auth_query.
+        let checked = if key == "auth_dbname" && value == crate::config::connstr::ADMIN_DB {
+            Err(format!(
+                "cannot use the reserved \"{value}\" database as an auth_dbname"
+            ))
+        } else {
+            Ok(())
+        };
+        checked
+            .and_then(|()| (def.set)(self, value))
+            .map_err(|reason| {
+                ConfigError::bare(ConfigErrorKind::InvalidValue {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    reason,
+                })
             })
-        })
     }
 
     /// Admin `SET key = value` on a running process: restart-only keys are validated but
@@ -295,6 +305,8 @@ mod tests {
             "keys are case-sensitive"
         );
         assert!(s.set("auth_type", "crypt").is_err());
+        assert!(s.set("auth_dbname", "pgbouncer").is_err());
+        assert!(s.set("auth_dbname", "postgres").is_ok());
     }
 
     #[test]
