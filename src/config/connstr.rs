@@ -263,6 +263,25 @@ impl DatabaseDef {
         db
     }
 
+    /// Whether a reload changing `self` into `new` must close this database's server
+    /// connections at release ("database configuration changed"): PgBouncer's dirty rule
+    /// (dbname, host, port, forced user, connect_query, auth_dbname, auth_query,
+    /// load_balance_hosts) plus krbouncer's GSSAPI keys.
+    pub fn needs_reconnect(&self, new: &DatabaseDef) -> bool {
+        self.dbname != new.dbname
+            || self.host != new.host
+            || self.port != new.port
+            || self.user != new.user
+            || self.connect_query != new.connect_query
+            || self.auth_dbname != new.auth_dbname
+            || self.auth_query != new.auth_query
+            || self.load_balance_hosts != new.load_balance_hosts
+            || self.server_krb_spn != new.server_krb_spn
+            || self.server_krb_srvname != new.server_krb_srvname
+            || self.server_gssencmode != new.server_gssencmode
+            || self.server_gssauth_negotiate != new.server_gssauth_negotiate
+    }
+
     /// The host list (`host=a,b,c`), empty when connecting over the unix socket dir.
     pub fn hosts(&self) -> Vec<&str> {
         self.host
@@ -378,6 +397,17 @@ mod tests {
             "invalid server_gssencmode: maybe"
         );
         assert!(e(&"d".repeat(64), "").starts_with("too long db name"));
+    }
+
+    #[test]
+    fn reconnect_rule_follows_pgbouncer_dirty_tagging() {
+        let old = DatabaseDef::parse("d", "host=a pool_size=5").expect("ok");
+        let resized = DatabaseDef::parse("d", "host=a pool_size=9").expect("ok");
+        let moved = DatabaseDef::parse("d", "host=b pool_size=5").expect("ok");
+        let forced = DatabaseDef::parse("d", "host=a user=u").expect("ok");
+        assert!(!old.needs_reconnect(&resized));
+        assert!(old.needs_reconnect(&moved));
+        assert!(old.needs_reconnect(&forced));
     }
 
     #[test]
