@@ -72,10 +72,6 @@ impl<'a> Cursor<'a> {
         Cursor { rest: body, what }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
     pub(crate) fn rest(&self) -> &'a [u8] {
         self.rest
     }
