@@ -84,7 +84,7 @@ impl PoolerError {
         error_response(
             buf,
             self.severity(),
-            self.sqlstate,
+            &self.sqlstate,
             &self.message,
             None,
             None,
