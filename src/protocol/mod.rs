@@ -1,1 +1,24 @@
-//! (placeholder: filled in by its owner)
+//! PostgreSQL v3 wire protocol, sans-IO: no tokio, no sockets. Framing (header peek with
+//! per-tag length limits), startup packets, the backend/frontend messages the pooler inspects
+//! or synthesises, SQLSTATE codes and PgBouncer's client-facing error catalogue.
+//!
+//! Which parser to use when:
+//! - steady-state relay: [`framing::peek_header`] + [`framing::max_len_for`] only (zero-copy);
+//! - the first packet from a client: [`startup::parse_startup`];
+//! - server -> client messages the pooler must read (ReadyForQuery, ParameterStatus,
+//!   BackendKeyData, ErrorResponse/NoticeResponse): the small parsers in [`backend`];
+//! - login towards a server (Authentication* requests including GSS/SSPI/SASL): either the
+//!   parsers here or `postgres_protocol::message::backend::Message::parse`, which decodes every
+//!   Authentication subtype; it allocates a `Bytes` per message, fine for the login phase only;
+//! - client login messages ('p'): [`frontend::parse_password_message`] and friends.
+
+pub mod backend;
+pub mod error;
+pub mod framing;
+pub mod frontend;
+pub mod pooler_errors;
+pub mod sqlstate;
+pub mod startup;
+mod wire;
+
+pub use error::ProtocolError;
