@@ -1,4 +1,5 @@
 //! Authentication mechanisms, sans-IO: md5, SCRAM-SHA-256 (server and client side), GSSAPI
 //! initiator. Nothing here touches a socket; callers move the bytes.
 
+pub mod gss;
 pub mod secret;

@@ -1,1 +1,4 @@
-//! (placeholder: filled in by its owner)
+//! Sockets and transports: listener, plain/TLS/GSS-encrypted streams, relay, TLS configs.
+
+pub mod gssenc;
+pub mod tls;
