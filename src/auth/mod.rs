@@ -1,6 +1,7 @@
 //! Authentication mechanisms, sans-IO: md5, SCRAM-SHA-256 (server and client side), GSSAPI
 //! initiator. Nothing here touches a socket; callers move the bytes.
 
+pub mod gss;
 pub mod md5;
 pub mod password;
 pub mod scram;
