@@ -2,13 +2,16 @@
 //! scram-sha-256), with mock challenges for unknown users so existence does not leak.
 
 use bytes::BytesMut;
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::auth::md5::{md5_hash, verify_md5_response};
+use crate::auth::md5::verify_md5_response;
+use crate::auth::password::verify_cleartext_password;
 use crate::auth::scram::{ScramServer, ScramServerOutcome};
 use crate::auth::secret::{ScramSecret, Secret};
-use crate::client::error::ClientError;
+use crate::client::error::{ClientError, fatal_with, protocol};
+use crate::protocol::pooler_errors::{
+    EMPTY_PASSWORD, INVALID_SASL_MECHANISM, PASSWORD_AUTH_FAILED, SASL_AUTH_FAILED, TRUST_AUTH_FAILED,
+};
 use crate::config::AuthType;
 use crate::net::wire::{read_message_limited, write_flush};
 use crate::protocol::{backend, frontend};
@@ -24,7 +27,13 @@ pub struct Authenticated {
 }
 
 fn auth_failed(user: &str) -> ClientError {
-    ClientError::fatal("28P01", format!("password authentication failed for user \"{user}\""))
+    tracing::info!(user, "password authentication failed");
+    PASSWORD_AUTH_FAILED
+}
+
+fn sasl_failed(user: &str) -> ClientError {
+    tracing::info!(user, "SCRAM authentication failed");
+    SASL_AUTH_FAILED
 }
 
 /// Runs the challenge for `auth_type`; `secret` is the user's users.txt entry, if any.
@@ -41,11 +50,20 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         AuthType::Any => Ok(none),
         AuthType::Trust => match secret {
             Some(_) => Ok(none),
-            None => Err(ClientError::fatal("28000", "\"trust\" authentication failed")),
+            None => Err(TRUST_AUTH_FAILED),
         },
         AuthType::Plain => {
             let password = ask_password(stream, rbuf, AskFor::Cleartext).await?;
-            if check_plain(user, secret, &password).await { Ok(none) } else { Err(auth_failed(user)) }
+            let ok = match secret {
+                Some(s) => {
+                    let (s, user) = (s.clone(), user.to_string());
+                    tokio::task::spawn_blocking(move || verify_cleartext_password(&s, &user, &password))
+                        .await
+                        .unwrap_or(false)
+                }
+                None => false,
+            };
+            if ok { Ok(none) } else { Err(auth_failed(user)) }
         }
         AuthType::Md5 => match secret {
             Some(Secret::Scram(s)) => scram(stream, rbuf, user, Some(s.clone()), true).await,
@@ -66,7 +84,7 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             };
             scram(stream, rbuf, user, verifier, stored).await
         }
-        other => Err(ClientError::fatal("28000", format!("auth_type {other:?} is not supported by krbouncer yet"))),
+        other => Err(fatal_with("28000", format!("auth_type {other:?} is not supported by krbouncer yet"))),
     }
 }
 
@@ -82,59 +100,40 @@ async fn ask_password<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Vec<u8>, ClientError> {
     let mut out = BytesMut::with_capacity(16);
     match ask {
-        AskFor::Cleartext => backend::auth_cleartext(&mut out),
-        AskFor::Md5(salt) => backend::auth_md5(&mut out, salt),
+        AskFor::Cleartext => backend::authentication_cleartext_password(&mut out),
+        AskFor::Md5(salt) => backend::authentication_md5_password(&mut out, salt),
     }
     write_flush(stream, &out).await.map_err(|_| eof())?;
     let msg = read_auth_message(stream, rbuf).await?;
-    let pw = frontend::parse_password_message(&msg).map_err(|e| ClientError::protocol(e.to_string()))?;
+    let pw = frontend::parse_password_message(&msg).map_err(|e| protocol(e.to_string()))?;
+    if pw.is_empty() {
+        return Err(EMPTY_PASSWORD);
+    }
     Ok(pw.to_vec())
 }
 
 async fn read_auth_message<S: AsyncRead + Unpin>(stream: &mut S, rbuf: &mut BytesMut) -> Result<BytesMut, ClientError> {
     let msg = read_message_limited(stream, rbuf, MAX_AUTH_MESSAGE).await.map_err(|e| match e {
-        crate::net::wire::WireError::Protocol(p) => ClientError::protocol(p),
+        crate::net::wire::WireError::Protocol(p) => protocol(p),
         _ => eof(),
     })?;
     if msg.first() != Some(&b'p') {
-        return Err(ClientError::protocol("expected a password message"));
+        return Err(protocol("expected a password message"));
     }
     Ok(msg)
 }
 
 fn eof() -> ClientError {
-    ClientError::protocol("client unexpected eof")
-}
-
-/// Checks a cleartext password against any stored form.
-async fn check_plain(user: &str, secret: Option<&Secret>, password: &[u8]) -> bool {
-    let Ok(password) = std::str::from_utf8(password) else { return false };
-    match secret {
-        Some(Secret::Plain(stored)) => stored.as_bytes().ct_eq(password.as_bytes()).into(),
-        Some(Secret::Md5(stored)) => stored.as_bytes().ct_eq(md5_hash(user, password).as_bytes()).into(),
-        Some(Secret::Scram(stored)) => {
-            let stored = stored.clone();
-            let password = password.to_string();
-            tokio::task::spawn_blocking(move || {
-                let derived = ScramSecret::from_password(&password, &stored.salt, stored.iterations);
-                let ok: bool = derived.stored_key.ct_eq(&stored.stored_key).into();
-                ok && bool::from(derived.server_key.ct_eq(&stored.server_key))
-            })
-            .await
-            .unwrap_or(false)
-        }
-        Some(Secret::Empty) | None => false,
-    }
+    protocol("client unexpected eof")
 }
 
 /// A SCRAM verifier for a plaintext users.txt password, as PgBouncer makes "ad hoc".
 async fn ad_hoc_secret(password: String, iterations: u32) -> Result<ScramSecret, ClientError> {
     tokio::task::spawn_blocking(move || {
-        let salt: [u8; 16] = rand::random();
-        ScramSecret::from_password(&password, &salt, iterations.max(1))
+        ScramSecret::ad_hoc(&password, iterations.max(1))
     })
     .await
-    .map_err(|_| ClientError::fatal("58000", "SCRAM secret computation failed"))
+    .map_err(|_| fatal_with("58000", "SCRAM secret computation failed"))
 }
 
 /// The SASL SCRAM-SHA-256 exchange. `verifier` None = unknown user: a mock exchange that fails
@@ -149,33 +148,40 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
     let server_key = verifier.as_ref().map(|v| v.server_key);
     let mut server = match verifier {
         Some(v) => ScramServer::new(v),
-        None => ScramServer::mock(),
+        None => ScramServer::mock(user, mock_nonce(), crate::auth::scram::DEFAULT_ITERATIONS),
     };
     let mut out = BytesMut::with_capacity(128);
-    backend::auth_sasl(&mut out, &["SCRAM-SHA-256"]);
+    backend::authentication_sasl(&mut out, &["SCRAM-SHA-256"]);
     write_flush(stream, &out).await.map_err(|_| eof())?;
 
     let msg = read_auth_message(stream, rbuf).await?;
-    let (mechanism, data) =
-        frontend::parse_sasl_initial_response(&msg).map_err(|e| ClientError::protocol(e.to_string()))?;
-    if mechanism != "SCRAM-SHA-256" {
-        return Err(ClientError::protocol("client selected an invalid SASL authentication mechanism"));
+    let initial = frontend::parse_sasl_initial_response(&msg).map_err(|e| protocol(e.to_string()))?;
+    if initial.mechanism != "SCRAM-SHA-256" {
+        return Err(INVALID_SASL_MECHANISM);
     }
-    let server_first = server.handle_client_first(data).map_err(|_| auth_failed(user))?;
+    let server_first =
+        server.handle_client_first(initial.data.unwrap_or_default()).map_err(|_| sasl_failed(user))?;
     out.clear();
-    backend::auth_sasl_continue(&mut out, &server_first);
+    backend::authentication_sasl_continue(&mut out, &server_first);
     write_flush(stream, &out).await.map_err(|_| eof())?;
 
     let msg = read_auth_message(stream, rbuf).await?;
-    let data = frontend::parse_sasl_response(&msg).map_err(|e| ClientError::protocol(e.to_string()))?;
+    let data = frontend::parse_sasl_response(&msg).map_err(|e| protocol(e.to_string()))?;
     let ScramServerOutcome { server_final, client_key } =
-        server.handle_client_final(data).map_err(|_| auth_failed(user))?;
+        server.handle_client_final(data).map_err(|_| sasl_failed(user))?;
     out.clear();
-    backend::auth_sasl_final(&mut out, &server_final);
+    backend::authentication_sasl_final(&mut out, &server_final);
     write_flush(stream, &out).await.map_err(|_| eof())?;
     let scram_keys = match (stored, server_key) {
         (true, Some(server_key)) => Some(ScramKeys { client_key, server_key }),
         _ => None,
     };
     Ok(Authenticated { scram_keys })
+}
+
+/// One random nonce per process for mock SCRAM salts: stable per user name, so repeated
+/// attempts for an unknown user look like a real user's.
+fn mock_nonce() -> &'static [u8] {
+    static NONCE: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    NONCE.get_or_init(rand::random)
 }

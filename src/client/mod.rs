@@ -15,7 +15,10 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::client::error::ClientError;
+use crate::client::error::{ClientError, protocol, send_error};
+use crate::protocol::pooler_errors::{
+    BOUNCER_CONFIG_ERROR, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, no_such_database,
+};
 use crate::client::session::{Session, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
@@ -34,7 +37,7 @@ pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
             if app.config().settings.log_pooler_errors {
                 tracing::info!(error = %e.message, "pooler error");
             }
-            e.send(&mut stream).await;
+            send_error(&mut stream, &e).await;
         }
         let _ = stream.shutdown().await;
     }
@@ -45,14 +48,14 @@ pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
 async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), ClientError> {
     let config = app.config();
     let settings = &config.settings;
-    let tracked = tracked_names(&settings.track_extra_parameters);
+    let tracked = tracked_names(&settings.tracked_extra_parameters());
     let mut rbuf = BytesMut::with_capacity(1024);
     let first = tokio::time::timeout_at(
         login_deadline(settings.client_login_timeout),
-        read_first_packet(stream, &mut rbuf, &tracked, &settings.ignore_startup_parameters),
+        read_first_packet(stream, &mut rbuf, &tracked, &settings.ignored_startup_parameters()),
     )
     .await
-    .map_err(|_| ClientError::protocol("client_login_timeout"))??;
+    .map_err(|_| protocol("client_login_timeout"))??;
     let req = match first {
         FirstPacket::Cancel { pid, key } => {
             app.cancels.cancel(pid, &key, settings.server_connect_timeout).await;
@@ -64,25 +67,25 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     span.record("db", req.database.as_str());
     span.record("user", req.user.as_str());
     if app.client_count() > settings.max_client_conn as usize {
-        return Err(ClientError::fatal("08P01", "no more connections allowed (max_client_conn)"));
+        return Err(MAX_CLIENT_CONN);
     }
     if app.shutdown.is_stopping() {
-        return Err(ClientError::fatal("57P01", "pooler is shutting down"));
+        return Err(SERVER_SHUTTING_DOWN);
     }
     negotiate_protocol(stream, &req).await?;
     let Some(db) = config.database_for(&req.database) else {
-        return Err(ClientError::protocol(format!("no such database: {}", req.database)));
+        return Err(no_such_database(&req.database));
     };
     if settings.auth_type == AuthType::Any && db.user.is_none() {
-        return Err(ClientError::protocol("bouncer config error"));
+        return Err(BOUNCER_CONFIG_ERROR);
     }
     let secret = config.auth_file.users.get(&req.user);
     let authenticated = tokio::time::timeout_at(
         login_deadline(settings.client_login_timeout),
-        login::authenticate(stream, &mut rbuf, settings.auth_type, &req.user, secret, settings.scram_iterations),
+        login::authenticate(stream, &mut rbuf, settings.auth_type, &req.user, secret, settings.scram_iterations.max(1) as u32),
     )
     .await
-    .map_err(|_| ClientError::protocol("client_login_timeout"))??;
+    .map_err(|_| protocol("client_login_timeout"))??;
     if settings.log_connections {
         tracing::info!(tls = "no", "login attempt: db={} user={}", req.database, req.user);
     }
@@ -125,7 +128,7 @@ async fn negotiate_protocol(stream: &mut ClientStream, req: &StartupRequest) -> 
     let mut out = BytesMut::new();
     let names: Vec<&str> = req.unsupported_options.iter().map(String::as_str).collect();
     backend::negotiate_protocol_version(&mut out, 0, &names);
-    stream.write_all(&out).await.map_err(|_| ClientError::protocol("client unexpected eof"))
+    stream.write_all(&out).await.map_err(|_| protocol("client unexpected eof"))
 }
 
 /// Sends AuthenticationOk, the pool's parameters (with the client's own tracked values),
@@ -152,7 +155,7 @@ async fn welcome_and_run(
     };
     let registration = app.cancels.register();
     let mut out = BytesMut::with_capacity(512);
-    backend::auth_ok(&mut out);
+    backend::authentication_ok(&mut out);
     let mut client_params = ParamSet::new();
     for (name, value) in welcome.iter() {
         let v = req.params.get(name).unwrap_or(value);
@@ -169,7 +172,7 @@ async fn welcome_and_run(
     }
     backend::backend_key_data(&mut out, registration.key.0, &registration.key.1);
     backend::ready_for_query(&mut out, b'I');
-    stream.write_all(&out).await.map_err(|_| ClientError::protocol("client unexpected eof"))?;
+    stream.write_all(&out).await.map_err(|_| protocol("client unexpected eof"))?;
     let session = Session {
         app,
         pool,

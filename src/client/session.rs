@@ -8,7 +8,8 @@ use tokio::io::AsyncReadExt;
 
 use crate::app::App;
 use crate::client::cancel::CancelSlot;
-use crate::client::error::ClientError;
+use crate::client::error::{ClientError, protocol, send_error};
+use crate::protocol::pooler_errors::{INVALID_SERVER_PARAMETER, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED, SERVER_SHUTTING_DOWN, server_login_retry};
 use crate::client::watch::{ClientWatcher, Outstanding, ServerWatcher};
 use crate::net::relay::{Pump, RelayEnd, relay};
 use crate::net::stream::ClientStream;
@@ -31,9 +32,10 @@ pub struct Session<'a> {
 /// Maps a checkout failure to what the client sees.
 pub fn checkout_error(e: CheckoutError) -> ClientError {
     match e {
-        CheckoutError::WaitTimeout => ClientError::protocol("query_wait_timeout"),
-        CheckoutError::Closed => ClientError::fatal("57P01", "pooler is shutting down"),
-        other => ClientError::protocol(other.to_string()),
+        CheckoutError::WaitTimeout => QUERY_WAIT_TIMEOUT,
+        CheckoutError::Closed => SERVER_SHUTTING_DOWN,
+        CheckoutError::LoginRetry(cached) => server_login_retry(&cached),
+        CheckoutError::Login(failure) => failure,
     }
 }
 
@@ -47,12 +49,12 @@ impl Session<'_> {
             }
             match self.pool.checkout(&self.app.upstream()).await {
                 Ok(g) => linked = Some(g),
-                Err(e) => return checkout_error(e).send(self.stream).await,
+                Err(e) => return send_error(self.stream, &checkout_error(e)).await,
             }
         }
         let Some(mut guard) = linked else { return };
         if let Err(e) = self.sync_params(&mut guard).await {
-            return e.send(self.stream).await;
+            return send_error(self.stream, &e).await;
         }
         self.cancel.link(guard.conn().cancel.clone());
         let (end, clean) = self.forward(&mut guard).await;
@@ -61,11 +63,11 @@ impl Session<'_> {
             RelayEnd::ClientStop | RelayEnd::ClientEof => {}
             RelayEnd::ClientError(e) => tracing::debug!(error = %e, "client connection error"),
             RelayEnd::ClientProtocol(e) => {
-                ClientError::protocol(e.clone()).send(self.stream).await;
+                send_error(self.stream, &protocol(e.clone())).await;
             }
             RelayEnd::ServerStop | RelayEnd::ServerEof | RelayEnd::ServerError(_) | RelayEnd::ServerProtocol(_) => {
                 tracing::info!(server = guard.conn().id, reason = ?end, "server connection ended");
-                ClientError::protocol("server conn crashed?").send(self.stream).await;
+                send_error(self.stream, &SERVER_CONN_CRASHED).await;
             }
         }
         let server_fine = matches!(end, RelayEnd::ClientStop | RelayEnd::ClientEof | RelayEnd::ClientError(_));
@@ -93,7 +95,8 @@ impl Session<'_> {
         let conn = guard.conn();
         if let Some(sql) = sync_query(&self.params, &conn.params) {
             if let Err(e) = run_simple(conn, &sql, timeout).await {
-                return Err(ClientError::protocol(format!("invalid server parameter: {e}")));
+                tracing::warn!(error = %e, "parameter sync failed");
+                return Err(INVALID_SERVER_PARAMETER);
             }
         }
         Ok(())

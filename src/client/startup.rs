@@ -4,7 +4,11 @@
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::client::error::ClientError;
+use crate::client::error::{ClientError, protocol};
+use crate::protocol::pooler_errors::{
+    NO_USERNAME, UNENCRYPTED_AFTER_GSSENC, UNENCRYPTED_AFTER_SSL, UNSUPPORTED_OPTIONS_FORMAT,
+    unsupported_startup_parameter, unsupported_startup_parameter_in_options,
+};
 use crate::protocol::startup::{StartupPacket, parse_startup};
 use crate::server::params::{ParamSet, is_tracked};
 
@@ -38,11 +42,11 @@ pub async fn read_first_packet<S: AsyncRead + AsyncWrite + Unpin>(
             match parse_startup(rbuf) {
                 Ok(Some(p)) => break p,
                 Ok(None) => {}
-                Err(e) => return Err(ClientError::protocol(e.to_string())),
+                Err(e) => return Err(protocol(e.to_string())),
             }
             rbuf.reserve(256);
             match stream.read_buf(rbuf).await {
-                Ok(0) | Err(_) => return Err(ClientError::protocol("client unexpected eof")),
+                Ok(0) | Err(_) => return Err(protocol("client unexpected eof")),
                 Ok(_) => {}
             }
         };
@@ -50,9 +54,13 @@ pub async fn read_first_packet<S: AsyncRead + AsyncWrite + Unpin>(
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                 // Nothing may follow the request before our answer (CVE-2021-23214 class).
                 if !rbuf.is_empty() {
-                    return Err(ClientError::protocol("received unencrypted data after SSL request"));
+                    return Err(if matches!(packet, StartupPacket::SslRequest) {
+                        UNENCRYPTED_AFTER_SSL
+                    } else {
+                        UNENCRYPTED_AFTER_GSSENC
+                    });
                 }
-                stream.write_all(b"N").await.map_err(|_| ClientError::protocol("client unexpected eof"))?;
+                stream.write_all(b"N").await.map_err(|_| protocol("client unexpected eof"))?;
             }
             StartupPacket::CancelRequest { pid, key } => return Ok(FirstPacket::Cancel { pid, key: key.to_vec() }),
             StartupPacket::Startup { major: _, minor, params } => {
@@ -80,13 +88,11 @@ fn check_params(
             n if n.starts_with("_pq_.") => unsupported_options.push(name),
             n if is_tracked(n, tracked) => set.set(n, &value),
             n if ignored.iter().any(|i| i.eq_ignore_ascii_case(n)) => {}
-            "replication" => return Err(ClientError::protocol("replication connections are not supported")),
-            _ => return Err(ClientError::protocol(format!("unsupported startup parameter: {name}"))),
+            "replication" => return Err(protocol("replication connections are not supported")),
+            _ => return Err(unsupported_startup_parameter(&name)),
         }
     }
-    let user = user.filter(|u| !u.is_empty()).ok_or_else(|| {
-        ClientError::fatal("28000", "no username supplied")
-    })?;
+    let user = user.filter(|u| !u.is_empty()).ok_or(NO_USERNAME)?;
     let database = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
     Ok(StartupRequest { user, database, minor_version: minor, params: set, unsupported_options })
 }
@@ -109,15 +115,13 @@ fn apply_options(options: &str, set: &mut ParamSet, tracked: &[String], ignored:
             if ignored.iter().any(|n| n == "options") {
                 return Ok(());
             }
-            return Err(ClientError::protocol(format!("unsupported options startup parameter: {options}")));
+            return Err(UNSUPPORTED_OPTIONS_FORMAT);
         };
         let name = name.replace('-', "_");
         if is_tracked(&name, tracked) {
             set.set(&name, value);
         } else if !ignored.iter().any(|n| n.eq_ignore_ascii_case(&name) || n == "options") {
-            return Err(ClientError::protocol(format!(
-                "unsupported options startup parameter: parameter too long or not allowed: {name}"
-            )));
+            return Err(unsupported_startup_parameter_in_options(&name));
         }
         i += 1;
     }

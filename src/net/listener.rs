@@ -26,9 +26,11 @@ pub struct ListenError {
 
 /// Binds every configured address. `*` means all IPv4 and IPv6 addresses.
 pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
-    let port = settings.listen_port;
+    let port = u16::try_from(settings.listen_port)
+        .map_err(|_| ListenError { what: format!("port {}", settings.listen_port), source: std::io::ErrorKind::InvalidInput.into() })?;
     let mut tcp = Vec::new();
-    for addr in settings.listen_addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+    for addr in settings.listen_addrs() {
+        let addr = addr.as_str();
         if addr == "*" {
             // IPv6 first: on Linux it is dual-stack, and then the IPv4 bind may fail; fine.
             let v6 = TcpListener::bind(("::", port)).await;
@@ -57,7 +59,7 @@ pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
             std::fs::remove_file(&path).map_err(err)?;
         }
         let l = UnixListener::bind(&path).map_err(err)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(settings.unix_socket_mode))
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(settings.unix_socket_mode as u32))
             .map_err(err)?;
         Some((l, path))
     };

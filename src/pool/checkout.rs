@@ -12,6 +12,9 @@ use crate::config::PoolMode;
 use crate::pool::{Pool, PoolRegistry};
 use crate::server::conn::ServerConn;
 use crate::server::connect::{ConnectSpec, connect};
+use crate::protocol::pooler_errors::PoolerError;
+use crate::server::connect::ConnectError;
+use crate::server::login::LoginError;
 use crate::server::query::run_simple;
 
 /// Process-wide things a pool needs to open server connections.
@@ -29,9 +32,9 @@ pub enum CheckoutError {
     /// A login failed within `server_login_retry`: fail fast with the cached error.
     #[error("server login has been failing, cached error: {0} (server_login_retry)")]
     LoginRetry(String),
-    /// This attempt's login failed.
+    /// This attempt's login failed; what the client is told.
     #[error("{0}")]
-    Login(String),
+    Login(PoolerError),
     #[error("pooler is shutting down")]
     Closed,
 }
@@ -197,14 +200,15 @@ impl Pool {
                 Ok(conn)
             }
             Err(e) => {
-                let msg = e.to_string();
+                let for_client = client_facing(&e);
+                let msg = for_client.message.to_string();
                 tracing::warn!(
                     db = %self.def.db_name, user = %self.def.login_user, %address,
-                    spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %msg,
+                    spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
                     "server login failed"
                 );
                 self.record_login_result(Some(msg.clone()));
-                Err(CheckoutError::Login(msg))
+                Err(CheckoutError::Login(for_client))
             }
         }
     }
@@ -250,6 +254,20 @@ impl Pool {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// What a client waiting on a failed server login is told. A server's own ErrorResponse
+/// reaches the client with its text and SQLSTATE, as in PgBouncer; the pooler's own reasons
+/// (connect, TLS, GSSAPI, auth method) read "server login failed: ...".
+fn client_facing(e: &ConnectError) -> PoolerError {
+    match e {
+        ConnectError::Login(LoginError::Server(fields)) if fields.code != "57P03" => PoolerError {
+            sqlstate: fields.code.clone().into(),
+            fatal: true,
+            message: fields.message.clone().into(),
+        },
+        other => PoolerError::fatal_text(format!("server login failed: {other}")),
     }
 }
 

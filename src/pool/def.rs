@@ -60,7 +60,7 @@ impl PoolDef {
             (Some(pw), _) => Some(Secret::parse(pw)),
             (None, _) => config.auth_file.users.get(&login_user).cloned(),
         };
-        let port = db.port.unwrap_or(5432);
+        let port = db.port;
         let addresses: Vec<ServerAddress> = match &db.host {
             Some(hosts) => hosts
                 .split(',')
