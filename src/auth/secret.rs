@@ -81,12 +81,7 @@ impl ScramSecret {
         let salt = B64.decode(salt).ok().filter(|s| !s.is_empty())?;
         let stored_key: [u8; 32] = B64.decode(stored).ok()?.try_into().ok()?;
         let server_key: [u8; 32] = B64.decode(server).ok()?.try_into().ok()?;
-        Some(ScramSecret {
-            iterations,
-            salt,
-            stored_key,
-            server_key,
-        })
+        Some(ScramSecret { iterations, salt, stored_key, server_key })
     }
 
     /// The stored form, as `ScramSecret::parse` reads it.
@@ -126,10 +121,7 @@ mod tests {
             other => panic!("not scram: {other:?}"),
         }
         // a broken SCRAM verifier is plaintext
-        assert!(matches!(
-            Secret::parse("SCRAM-SHA-256$x:y$z:w"),
-            Secret::Plain(_)
-        ));
+        assert!(matches!(Secret::parse("SCRAM-SHA-256$x:y$z:w"), Secret::Plain(_)));
     }
 
     #[test]
