@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bouncer;
+pub mod client;
 pub mod pg;
 pub mod ports;
 pub mod secrets;
