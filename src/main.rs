@@ -37,6 +37,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = config.validate() {
+        eprintln!("FATAL cannot load config file: {e}");
+        return ExitCode::from(1);
+    }
     if cli.check {
         println!("configuration {} is valid", path.display());
         return ExitCode::SUCCESS;

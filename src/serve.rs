@@ -15,8 +15,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listen_addr = %config.settings.listen_addr, listen_port = config.settings.listen_port,
         unix_socket_dir = %config.settings.unix_socket_dir, "listening"
     );
-    for name in config.settings.not_yet_implemented() {
-        tracing::warn!(setting = name, "setting is accepted but not acted on yet");
+    match config.validate() {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => anyhow::bail!("invalid configuration: {e}"),
     }
     let app = App::new(config)?;
     tokio::spawn(crate::pool::janitor::run(app.clone()));

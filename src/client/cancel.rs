@@ -4,12 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
 use rand::RngCore;
-use tokio::io::AsyncWriteExt;
 
-use crate::protocol::frontend;
-use crate::server::address::RawSocket;
 use crate::server::conn::CancelTarget;
 
 /// The key a client got at login: process id (sign bit clear, as PgBouncer) and secret.
@@ -81,18 +77,6 @@ impl CancelRegistry {
             tracing::debug!("cancel request for an unknown or idle client, dropped");
             return;
         };
-        let mut pkt = BytesMut::with_capacity(16);
-        frontend::cancel_request(&mut pkt, target.pid, &target.key);
-        let send = async {
-            match target.address.connect(timeout).await? {
-                RawSocket::Tcp(mut s) => s.write_all(&pkt).await,
-                RawSocket::Unix(mut s) => s.write_all(&pkt).await,
-            }
-        };
-        match tokio::time::timeout(timeout, send).await {
-            Ok(Ok(())) => tracing::info!(server_pid = target.pid, "cancel request forwarded"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cancel request failed"),
-            Err(_) => tracing::warn!("cancel request timed out"),
-        }
+        crate::server::cancel::send_cancel(&target, timeout).await;
     }
 }

@@ -62,6 +62,7 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
             return Ok(());
         }
         FirstPacket::Startup(req) => req,
+        FirstPacket::Gone => return Ok(()),
     };
     let span = tracing::Span::current();
     span.record("db", req.database.as_str());
@@ -73,12 +74,6 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
         return Err(SERVER_SHUTTING_DOWN);
     }
     negotiate_protocol(stream, &req).await?;
-    let Some(db) = config.database_for(&req.database) else {
-        return Err(no_such_database(&req.database));
-    };
-    if settings.auth_type == AuthType::Any && db.user.is_none() {
-        return Err(BOUNCER_CONFIG_ERROR);
-    }
     let secret = config.auth_file.users.get(&req.user);
     let authenticated = tokio::time::timeout_at(
         login_deadline(settings.client_login_timeout),
@@ -86,6 +81,14 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     )
     .await
     .map_err(|_| protocol("client_login_timeout"))??;
+    // As PgBouncer's finish_client_login: the database is checked after authentication, so
+    // probing database names needs a valid password.
+    let Some(db) = config.database_for(&req.database) else {
+        return Err(no_such_database(&req.database));
+    };
+    if settings.auth_type == AuthType::Any && db.user.is_none() {
+        return Err(BOUNCER_CONFIG_ERROR);
+    }
     if settings.log_connections {
         tracing::info!(tls = "no", "login attempt: db={} user={}", req.database, req.user);
     }

@@ -28,6 +28,8 @@ pub struct StartupRequest {
 pub enum FirstPacket {
     Startup(StartupRequest),
     Cancel { pid: i32, key: Vec<u8> },
+    /// The peer closed the connection before sending anything.
+    Gone,
 }
 
 /// Reads packets until a StartupMessage or CancelRequest arrives.
@@ -46,6 +48,8 @@ pub async fn read_first_packet<S: AsyncRead + AsyncWrite + Unpin>(
             }
             rbuf.reserve(256);
             match stream.read_buf(rbuf).await {
+                // a probe that connects and leaves without a word is not an error worth a log
+                Ok(0) | Err(_) if rbuf.is_empty() => return Ok(FirstPacket::Gone),
                 Ok(0) | Err(_) => return Err(protocol("client unexpected eof")),
                 Ok(_) => {}
             }

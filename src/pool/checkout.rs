@@ -71,7 +71,16 @@ impl ServerGuard {
     pub async fn release(mut self, clean: bool) {
         let Some(mut conn) = self.conn.take() else { return };
         let def = &self.pool.def;
-        if !clean || expired(&conn, def.server_lifetime) {
+        if !clean {
+            // The client left a query running: stop it, or the backend keeps working (and
+            // holding locks) for nobody until it next tries to write.
+            let target = conn.cancel.clone();
+            let timeout = def.server_connect_timeout;
+            drop(conn);
+            tokio::spawn(async move { crate::server::cancel::send_cancel(&target, timeout).await });
+            return;
+        }
+        if expired(&conn, def.server_lifetime) {
             return;
         }
         let reset = def.pool_mode == PoolMode::Session || def.server_reset_query_always;

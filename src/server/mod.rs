@@ -2,6 +2,7 @@
 //! tracked parameters, and the pooler's own queries (reset, check, sync).
 
 pub mod address;
+pub mod cancel;
 pub mod conn;
 pub mod connect;
 pub mod gss_login;
