@@ -95,3 +95,18 @@ pub async fn assert_login_fails(b: &Bouncer, user: &str, password: &str, db: &st
         Err(f) => f,
     }
 }
+
+/// SQLSTATE krbouncer sends for a failed client password check. The lead's spec follows
+/// PostgreSQL (28P01 invalid_password); PgBouncer 1.25 itself sends 08P01 with
+/// "password authentication failed" (md5/plain) or "SASL authentication failed" (SCRAM).
+pub const AUTH_FAILED_SQLSTATE: &str = "28P01";
+
+/// Asserts the error a client gets for a wrong password, an unknown user (mock auth) or an
+/// unusable secret: text starting "password authentication failed" and SQLSTATE 28P01.
+pub fn assert_auth_failed(f: &Failure, context: &str) {
+    assert!(
+        f.message.starts_with("password authentication failed"),
+        "{context}: expected a password authentication failure, got {f}"
+    );
+    assert_eq!(f.sqlstate, AUTH_FAILED_SQLSTATE, "{context}: {f}");
+}
