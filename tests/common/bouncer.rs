@@ -19,8 +19,15 @@ use nix::unistd::Pid;
 use super::ports::free_port;
 use super::secrets::auth_file_line;
 
-/// Path of the binary under test; `KRBOUNCER_BIN` overrides it (e.g. a wrapper around a real
-/// PgBouncer, to check the tests themselves against the reference implementation).
+/// Path of the binary under test; `KRBOUNCER_BIN` overrides it, e.g. to check the tests
+/// themselves against a real PgBouncer (which refuses to run as root) with a wrapper like:
+///
+/// ```sh
+/// #!/bin/sh
+/// for a; do last=$a; done   # the ini path; its dir must be writable for the unix socket
+/// case "$last" in *.ini) chmod 0777 "$(dirname "$last")" ;; esac
+/// exec setpriv --reuid=postgres --regid=postgres --init-groups -- /usr/sbin/pgbouncer "$@"
+/// ```
 pub fn krbouncer_bin() -> String {
     std::env::var("KRBOUNCER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_krbouncer").to_string())
 }
