@@ -19,8 +19,18 @@ use nix::unistd::Pid;
 use super::ports::free_port;
 use super::secrets::auth_file_line;
 
-/// Path of the binary under test.
-pub const KRBOUNCER: &str = env!("CARGO_BIN_EXE_krbouncer");
+/// Path of the binary under test; `KRBOUNCER_BIN` overrides it, e.g. to check the tests
+/// themselves against a real PgBouncer (which refuses to run as root) with a wrapper like:
+///
+/// ```sh
+/// #!/bin/sh
+/// for a; do last=$a; done   # the ini path; its dir must be writable for the unix socket
+/// case "$last" in *.ini) chmod 0777 "$(dirname "$last")" ;; esac
+/// exec setpriv --reuid=postgres --regid=postgres --init-groups -- /usr/sbin/pgbouncer "$@"
+/// ```
+pub fn krbouncer_bin() -> String {
+    std::env::var("KRBOUNCER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_krbouncer").to_string())
+}
 /// How long a starting bouncer may take to accept TCP connections.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -214,7 +224,7 @@ impl Bouncer {
                 Ok(f) => f,
                 Err(e) => panic!("cloning log handle: {e}"),
             };
-            let mut cmd = Command::new(KRBOUNCER);
+            let mut cmd = Command::new(krbouncer_bin());
             cmd.args(&args)
                 .arg(dir.join("pgbouncer.ini"))
                 .current_dir(&dir)
@@ -226,7 +236,7 @@ impl Bouncer {
             }
             let child = match cmd.spawn() {
                 Ok(c) => c,
-                Err(e) => panic!("spawning {KRBOUNCER}: {e}"),
+                Err(e) => panic!("spawning {}: {e}", krbouncer_bin()),
             };
             let mut b = Bouncer {
                 child: Some(child),
@@ -444,7 +454,7 @@ pub fn run_to_exit(
         (Ok(o), Ok(e)) => (o, e),
         _ => panic!("creating output files in {}", dir.display()),
     };
-    let mut cmd = Command::new(KRBOUNCER);
+    let mut cmd = Command::new(krbouncer_bin());
     cmd.args(args)
         .current_dir(&dir)
         .stdin(Stdio::null())
@@ -455,7 +465,7 @@ pub fn run_to_exit(
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => panic!("spawning {KRBOUNCER}: {e}"),
+        Err(e) => panic!("spawning {}: {e}", krbouncer_bin()),
     };
     let deadline = Instant::now() + timeout;
     let status = loop {

@@ -95,3 +95,20 @@ pub async fn assert_login_fails(b: &Bouncer, user: &str, password: &str, db: &st
         Err(f) => f,
     }
 }
+
+/// SQLSTATE of a failed client password check. PgBouncer 1.25 sends its pooler errors with
+/// 08P01 (`disconnect_client` passes no SQLSTATE), and krbouncer copies it; PostgreSQL itself
+/// would say 28P01. Flip this one constant if krbouncer ever switches to PostgreSQL's code.
+pub const AUTH_FAILED_SQLSTATE: &str = "08P01";
+
+/// Asserts the error a client gets for a wrong password, an unknown user (mock auth) or an
+/// unusable secret: PgBouncer's "password authentication failed" (cleartext/md5) or
+/// "SASL authentication failed" (SCRAM), as PgBouncer's own test suite matches them.
+pub fn assert_auth_failed(f: &Failure, context: &str) {
+    assert!(
+        f.message.starts_with("password authentication failed")
+            || f.message.starts_with("SASL authentication failed"),
+        "{context}: expected a password authentication failure, got {f}"
+    );
+    assert_eq!(f.sqlstate, AUTH_FAILED_SQLSTATE, "{context}: {f}");
+}
