@@ -551,3 +551,68 @@ fn short_tickets_keep_working_for_a_minute() {
         );
     });
 }
+
+#[test]
+fn tls_verify_full_with_gss_auth_inside() {
+    use krbouncer::net::tls::{
+        ServerTlsSettings, TlsOutcome, UpstreamSslMode, build_connector, request_tls,
+    };
+    let name = "tls_verify_full_with_gss_auth_inside";
+    run_in_child(name, shared, &[], || async {
+        let rt = GssRuntime::new(4);
+        let user = lab_env("PGLAB_USER_PRINC");
+        let target = target_name(&lab_env("PGLAB_SPN"), "postgres", "x").expect("spn");
+        let settings = ServerTlsSettings {
+            sslmode: UpstreamSslMode::VerifyFull,
+            ca_file: Some(lab_env("PGLAB_TLS_CA").into()),
+            ..Default::default()
+        };
+        let connector = build_connector(&settings)
+            .expect("connector")
+            .expect("enabled");
+        for server_name in ["localhost", "127.0.0.1"] {
+            let TlsOutcome::Encrypted(tls) = request_tls(tcp().await, &connector, server_name)
+                .await
+                .expect("TLS")
+            else {
+                panic!("server refused TLS")
+            };
+            let mut pg = Pg::new(tls);
+            // ssldb only has a hostssl ... gss rule
+            assert!(
+                pg.login(&user, "ssldb", Some((&rt, &target)))
+                    .await
+                    .expect("GSS auth over TLS")
+            );
+            let rows = pg
+                .query(
+                    "SELECT g.gss_authenticated::text, g.encrypted::text, s.ssl::text, s.version \
+                     FROM pg_stat_gssapi g JOIN pg_stat_ssl s USING (pid) WHERE pid = pg_backend_pid()",
+                )
+                .await
+                .expect("row");
+            assert_eq!(rows[0][..3], some(&["true", "false", "true"])[..]);
+            assert!(
+                rows[0][3]
+                    .as_deref()
+                    .is_some_and(|v| v.starts_with("TLSv1.")),
+                "{rows:?}"
+            );
+            pg.terminate().await;
+        }
+        // verify-full refuses a name the certificate does not carry
+        let err = request_tls(tcp().await, &connector, "db.invalid")
+            .await
+            .expect_err("name mismatch");
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+        // without TLS, ssldb's hba rejects the GSS-authenticated login
+        let mut pg = Pg::new(tcp().await);
+        match pg.login(&user, "ssldb", Some((&rt, &target))).await {
+            Err(LoginError::Server(m)) => assert!(m.contains("pg_hba.conf"), "{m}"),
+            other => panic!("expected hba rejection, got {other:?}"),
+        }
+    });
+}
