@@ -1,27 +1,277 @@
-//! Upstream TLS (placeholder until the rustls connector lands): no connector, so
-//! `server_tls_sslmode = prefer` connects in plain text.
+//! Upstream (server-side) TLS with rustls: connector per `server_tls_*` settings and the
+//! SSLRequest negotiation. PgBouncer semantics: only verify-ca/verify-full verify the server.
 
+mod verify;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
-use crate::net::tls_settings::ServerTlsSettings;
+/// SSLRequest code: 1234 << 16 | 5679.
+pub const SSL_REQUEST_CODE: u32 = 80_877_103;
+/// Used when verify-ca/verify-full has no `server_tls_ca_file` (Debian/Ubuntu system bundle).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// `server_tls_sslmode`, libpq names. The config layer maps its own enum onto this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamSslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// The `server_tls_*` settings.
+#[derive(Debug, Clone)]
+pub struct ServerTlsSettings {
+    pub sslmode: UpstreamSslMode,
+    /// `server_tls_ca_file`: roots for verify-ca / verify-full.
+    pub ca_file: Option<PathBuf>,
+    /// `server_tls_cert_file` + `server_tls_key_file`: client certificate, both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// `server_tls_protocols`: "secure" (default), "all", "legacy", "default", or a list of
+    /// tlsv1.0 / tlsv1.1 / tlsv1.2 / tlsv1.3. Only 1.2 and 1.3 exist here.
+    pub protocols: String,
+    /// `server_tls_ciphers`: accepted for compatibility; rustls' own safe suites are used.
+    pub ciphers: String,
+}
+
+impl Default for ServerTlsSettings {
+    fn default() -> Self {
+        ServerTlsSettings {
+            sslmode: UpstreamSslMode::Prefer,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            protocols: "secure".into(),
+            ciphers: "default".into(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TlsSetupError(String);
-
-pub enum TlsOutcome {
-    Encrypted(tokio_rustls::client::TlsStream<TcpStream>),
-    Refused(TcpStream),
+pub enum TlsSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("no PEM certificate found in {0}")]
+    NoCertificate(PathBuf),
+    #[error("no PEM private key found in {0}")]
+    NoKey(PathBuf),
+    #[error("server_tls_cert_file and server_tls_key_file must be set together")]
+    CertWithoutKey,
+    #[error(
+        "server_tls_sslmode {0:?} needs server_tls_ca_file (no system CA bundle at {SYSTEM_CA_BUNDLE})"
+    )]
+    NoCaFile(UpstreamSslMode),
+    #[error("invalid server_tls_protocols {0:?}: {1}")]
+    Protocols(String, String),
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("CA file rejected: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
 }
 
-pub fn build_connector(_s: &ServerTlsSettings) -> Result<Option<tokio_rustls::TlsConnector>, TlsSetupError> {
-    Ok(None)
+/// Build the connector for `settings`; `Ok(None)` for `disable`.
+pub fn build_connector(
+    settings: &ServerTlsSettings,
+) -> Result<Option<TlsConnector>, TlsSetupError> {
+    if settings.sslmode == UpstreamSslMode::Disable {
+        return Ok(None);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions = parse_protocols(&settings.protocols)?;
+    if !is_default_ciphers(&settings.ciphers) {
+        tracing::info!(
+            ciphers = %settings.ciphers,
+            "server_tls_ciphers is accepted but not applied: rustls uses its own safe TLS 1.2/1.3 suites"
+        );
+    }
+    let builder =
+        ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions)?;
+    let builder = match settings.sslmode {
+        UpstreamSslMode::VerifyCa | UpstreamSslMode::VerifyFull => {
+            let roots = Arc::new(load_roots(settings)?);
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots,
+                provider.clone(),
+            )
+            .build()?;
+            if settings.sslmode == UpstreamSslMode::VerifyFull {
+                builder.with_webpki_verifier(webpki)
+            } else {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verify::ChainOnly { inner: webpki }))
+            }
+        }
+        _ => {
+            let algs = provider.signature_verification_algorithms;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServerCert { algs }))
+        }
+    };
+    let mut config = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => {
+            builder.with_client_auth_cert(load_certs(cert)?, load_key(key)?)?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err(TlsSetupError::CertWithoutKey),
+    };
+    // PostgreSQL 17+ checks ALPN on direct TLS; harmless for older servers (what libpq 17 sends)
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(Some(TlsConnector::from(Arc::new(config))))
 }
 
-pub async fn request_tls(
-    stream: TcpStream,
-    _connector: &tokio_rustls::TlsConnector,
-    _server_name: &str,
-) -> std::io::Result<TlsOutcome> {
-    Ok(TlsOutcome::Refused(stream))
+/// Result of an SSLRequest.
+#[derive(Debug)]
+pub enum TlsOutcome<S = TcpStream> {
+    Encrypted(Box<TlsStream<S>>),
+    /// 'N': the server does not do TLS; the socket is still clean for a StartupMessage.
+    Refused(S),
 }
+
+/// Send SSLRequest, read exactly one byte, and on 'S' run the TLS handshake for `server_name`
+/// (a DNS name or an IP address; checked only by verify-full). The caller decides what a
+/// refusal means for its sslmode.
+pub async fn request_tls<S>(
+    mut stream: S,
+    connector: &TlsConnector,
+    server_name: &str,
+) -> Result<TlsOutcome<S>, io::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid TLS server name {server_name:?}: {e}"),
+        )
+    })?;
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&8u32.to_be_bytes());
+    req[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+    stream.write_all(&req).await?;
+    stream.flush().await?;
+    // one byte only: bytes after 'S' would be unauthenticated plaintext (CVE-2021-23214)
+    match stream.read_u8().await? {
+        b'S' => Ok(TlsOutcome::Encrypted(Box::new(
+            connector.connect(name, stream).await?,
+        ))),
+        b'N' => Ok(TlsOutcome::Refused(stream)),
+        b'E' => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "server answered SSLRequest with an error",
+        )),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected answer {other:#04x} to SSLRequest"),
+        )),
+    }
+}
+
+fn parse_protocols(
+    spec: &str,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsSetupError> {
+    let (mut v12, mut v13) = (false, false);
+    for word in spec
+        .split([',', ':', ' '])
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
+        match word.to_ascii_lowercase().as_str() {
+            "secure" | "default" | "all" | "legacy" => (v12, v13) = (true, true),
+            "tlsv1.2" => v12 = true,
+            "tlsv1.3" => v13 = true,
+            "tlsv1.0" | "tlsv1.1" | "tlsv1" => {}
+            other => {
+                return Err(TlsSetupError::Protocols(
+                    spec.into(),
+                    format!("unknown protocol {other:?}"),
+                ));
+            }
+        }
+    }
+    if spec.trim().is_empty() {
+        (v12, v13) = (true, true);
+    }
+    let mut versions = Vec::new();
+    if v13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if v12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if versions.is_empty() {
+        return Err(TlsSetupError::Protocols(
+            spec.into(),
+            "only tlsv1.2 and tlsv1.3 are supported".into(),
+        ));
+    }
+    Ok(versions)
+}
+
+fn is_default_ciphers(c: &str) -> bool {
+    matches!(
+        c.trim().to_ascii_lowercase().as_str(),
+        "" | "default" | "secure" | "fast" | "normal" | "all"
+    )
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    std::fs::read(path).map_err(|source| TlsSetupError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem = read(path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsSetupError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::NoCertificate(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    let pem = read(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|source| TlsSetupError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| TlsSetupError::NoKey(path.to_path_buf()))
+}
+
+fn load_roots(settings: &ServerTlsSettings) -> Result<RootCertStore, TlsSetupError> {
+    let path = match &settings.ca_file {
+        Some(p) => p.clone(),
+        None if Path::new(SYSTEM_CA_BUNDLE).exists() => PathBuf::from(SYSTEM_CA_BUNDLE),
+        None => return Err(TlsSetupError::NoCaFile(settings.sslmode)),
+    };
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(load_certs(&path)?);
+    if added == 0 {
+        return Err(TlsSetupError::NoCertificate(path));
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests;

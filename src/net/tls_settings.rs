@@ -1,22 +1,28 @@
 //! The upstream TLS settings (`server_tls_*`) picked out of the config for the connector.
 
-use crate::config::{Settings, SslMode};
+use std::path::PathBuf;
 
-pub struct ServerTlsSettings {
-    pub sslmode: SslMode,
-    pub ca_file: String,
-    pub cert_file: String,
-    pub key_file: String,
-    pub protocols: String,
-    pub ciphers: String,
+use crate::config::{Settings, SslMode};
+pub use crate::net::tls::ServerTlsSettings;
+use crate::net::tls::UpstreamSslMode;
+
+fn path(p: &str) -> Option<PathBuf> {
+    (!p.is_empty()).then(|| PathBuf::from(p))
 }
 
 pub fn from_config(s: &Settings) -> ServerTlsSettings {
     ServerTlsSettings {
-        sslmode: s.server_tls_sslmode,
-        ca_file: s.server_tls_ca_file.clone(),
-        cert_file: s.server_tls_cert_file.clone(),
-        key_file: s.server_tls_key_file.clone(),
+        sslmode: match s.server_tls_sslmode {
+            SslMode::Disable => UpstreamSslMode::Disable,
+            SslMode::Allow => UpstreamSslMode::Allow,
+            SslMode::Prefer => UpstreamSslMode::Prefer,
+            SslMode::Require => UpstreamSslMode::Require,
+            SslMode::VerifyCa => UpstreamSslMode::VerifyCa,
+            SslMode::VerifyFull => UpstreamSslMode::VerifyFull,
+        },
+        ca_file: path(&s.server_tls_ca_file),
+        cert_file: path(&s.server_tls_cert_file),
+        key_file: path(&s.server_tls_key_file),
         protocols: s.server_tls_protocols.clone(),
         ciphers: s.server_tls_ciphers.clone(),
     }

@@ -161,7 +161,7 @@ async fn try_tls(spec: &ConnectSpec<'_>, tcp: TcpStream) -> Result<ServerStream,
     };
     let server_name = spec.address.tcp_host().unwrap_or("localhost");
     match request_tls(tcp, connector, server_name).await {
-        Ok(TlsOutcome::Encrypted(s)) => Ok(ServerStream::Tls(Box::new(s))),
+        Ok(TlsOutcome::Encrypted(s)) => Ok(ServerStream::Tls(s)),
         Ok(TlsOutcome::Refused(tcp)) if spec.sslmode == SslMode::Prefer => Ok(ServerStream::Tcp(tcp)),
         Ok(TlsOutcome::Refused(_)) => Err(ConnectError::Tls("server refused SSL".into())),
         Err(e) => Err(ConnectError::Tls(format!("TLS handshake failed: {e}"))),

@@ -95,51 +95,51 @@ impl<S> GssEncStream<S> {
         Ok(())
     }
 
-    /// Unwrap every complete packet in `rraw` into `rplain`.
-    fn open_packets(&mut self) -> io::Result<()> {
-        while self.rraw.len() >= LEN_WORD {
-            let len = u32::from_be_bytes([self.rraw[0], self.rraw[1], self.rraw[2], self.rraw[3]])
-                as usize;
-            if len == 0 || len + LEN_WORD > MAX_PACKET {
+    /// Unwrap the next complete packet in `rraw`; `None` when more bytes are needed.
+    fn open_packet(&mut self) -> io::Result<Option<libgssapi::util::Buf>> {
+        if self.rraw.len() < LEN_WORD {
+            return Ok(None);
+        }
+        let len =
+            u32::from_be_bytes([self.rraw[0], self.rraw[1], self.rraw[2], self.rraw[3]]) as usize;
+        if len == 0 || len + LEN_WORD > MAX_PACKET {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "server sent a GSSENC packet of {len} bytes (limit {})",
+                    MAX_PACKET - LEN_WORD
+                ),
+            ));
+        }
+        if self.rraw.len() < LEN_WORD + len {
+            // room for the rest of this packet, so the next read can complete it
+            self.rraw.reserve(LEN_WORD + len - self.rraw.len());
+            return Ok(None);
+        }
+        let token = &self.rraw[LEN_WORD..LEN_WORD + len];
+        match wrap_token_is_sealed(token) {
+            Some(true) => {}
+            Some(false) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!(
-                        "server sent a GSSENC packet of {len} bytes (limit {})",
-                        MAX_PACKET - LEN_WORD
-                    ),
+                    "server sent a GSSENC packet without confidentiality",
                 ));
             }
-            if self.rraw.len() < LEN_WORD + len {
-                // reserve room for the rest of this packet so the next read can complete it
-                self.rraw.reserve(LEN_WORD + len - self.rraw.len());
-                return Ok(());
-            }
-            let token = &self.rraw[LEN_WORD..LEN_WORD + len];
-            match wrap_token_is_sealed(token) {
-                Some(true) => {}
-                Some(false) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "server sent a GSSENC packet without confidentiality",
-                    ));
-                }
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "server sent an unrecognised GSS wrap token",
-                    ));
-                }
-            }
-            let plain = self.ctx.unwrap(token).map_err(|e| {
-                io::Error::new(
+            None => {
+                return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("GSSAPI unwrap failed: {e}"),
-                )
-            })?;
-            self.rplain.extend_from_slice(&plain);
-            self.rraw.advance(LEN_WORD + len);
+                    "server sent an unrecognised GSS wrap token",
+                ));
+            }
         }
-        Ok(())
+        let plain = self.ctx.unwrap(token).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("GSSAPI unwrap failed: {e}"),
+            )
+        })?;
+        self.rraw.advance(LEN_WORD + len);
+        Ok(Some(plain))
     }
 }
 
@@ -200,9 +200,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for GssEncStream<S> {
                 this.rplain.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            this.open_packets()?;
-            if !this.rplain.is_empty() {
-                continue;
+            if let Some(plain) = this.open_packet()? {
+                // straight into the caller's buffer; only the overflow is staged
+                let n = buf.remaining().min(plain.len());
+                buf.put_slice(&plain[..n]);
+                this.rplain.extend_from_slice(&plain[n..]);
+                if n > 0 || buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                continue; // empty packet
             }
             if this.rraw.capacity() - this.rraw.len() < MAX_PACKET / 2 {
                 this.rraw.reserve(MAX_PACKET);
