@@ -33,8 +33,10 @@ pub enum AppError {
 
 impl App {
     pub fn new(config: Config) -> Result<Arc<App>, AppError> {
-        let tls = crate::net::tls::build_connector(&crate::net::tls_settings::from_config(&config.settings))
-            .map_err(|e| AppError::Tls(e.to_string()))?;
+        let tls = crate::net::tls::build_connector(&crate::net::tls_settings::from_config(
+            &config.settings,
+        ))
+        .map_err(|e| AppError::Tls(e.to_string()))?;
         Ok(Arc::new(App {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
@@ -49,11 +51,18 @@ impl App {
 
     /// The current configuration snapshot.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn upstream(&self) -> Upstream<'_> {
-        Upstream { gss: &self.gss, tls: self.tls.as_ref(), registry: &self.pools }
+        Upstream {
+            gss: &self.gss,
+            tls: self.tls.as_ref(),
+            registry: &self.pools,
+        }
     }
 
     pub fn next_client_id(&self) -> u64 {

@@ -48,7 +48,9 @@ pub enum CliError {
     MissingConfig,
     #[error("too many arguments: {0}")]
     ExtraArgument(String),
-    #[error("online restart (-R) is not supported by krbouncer; run several processes with so_reuseport instead")]
+    #[error(
+        "online restart (-R) is not supported by krbouncer; run several processes with so_reuseport instead"
+    )]
     RebootUnsupported,
 }
 
@@ -71,7 +73,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 "help" => return Ok(Command::Help),
                 "reboot" => return Err(CliError::RebootUnsupported),
                 "user" => {
-                    let v = inline.or_else(|| args.next()).ok_or_else(|| CliError::MissingValue(arg.clone()))?;
+                    let v = inline
+                        .or_else(|| args.next())
+                        .ok_or_else(|| CliError::MissingValue(arg.clone()))?;
                     cli.user = Some(v);
                 }
                 _ => return Err(CliError::UnknownOption(arg)),
@@ -88,7 +92,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                     'R' => return Err(CliError::RebootUnsupported),
                     'u' => {
                         let rest: String = flags[i + 1..].iter().collect();
-                        let v = if rest.is_empty() { args.next() } else { Some(rest) };
+                        let v = if rest.is_empty() {
+                            args.next()
+                        } else {
+                            Some(rest)
+                        };
                         cli.user = Some(v.ok_or_else(|| CliError::MissingValue("-u".into()))?);
                         break;
                     }
@@ -117,14 +125,26 @@ mod tests {
 
     #[test]
     fn pgbouncer_style_flags() {
-        let Ok(Command::Run(cli)) = p(&["-d", "-vv", "-q", "-u", "pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]) else {
+        let Ok(Command::Run(cli)) = p(&[
+            "-d",
+            "-vv",
+            "-q",
+            "-u",
+            "pgbouncer",
+            "/etc/pgbouncer/pgbouncer.ini",
+        ]) else {
             panic!("should parse")
         };
         assert!(cli.daemon && cli.quiet);
         assert_eq!(cli.verbose, 2);
         assert_eq!(cli.user.as_deref(), Some("pgbouncer"));
-        assert_eq!(cli.config, Some(PathBuf::from("/etc/pgbouncer/pgbouncer.ini")));
-        let Ok(Command::Run(cli)) = p(&["--user=x", "--check", "a.ini"]) else { panic!("should parse") };
+        assert_eq!(
+            cli.config,
+            Some(PathBuf::from("/etc/pgbouncer/pgbouncer.ini"))
+        );
+        let Ok(Command::Run(cli)) = p(&["--user=x", "--check", "a.ini"]) else {
+            panic!("should parse")
+        };
         assert!(cli.check);
         assert_eq!(cli.user.as_deref(), Some("x"));
     }
@@ -134,8 +154,14 @@ mod tests {
         assert_eq!(p(&["-V"]), Ok(Command::Version));
         assert_eq!(p(&["--help"]), Ok(Command::Help));
         assert_eq!(p(&[]), Err(CliError::MissingConfig));
-        assert_eq!(p(&["-x", "a.ini"]), Err(CliError::UnknownOption("-x".into())));
-        assert_eq!(p(&["a.ini", "b.ini"]), Err(CliError::ExtraArgument("b.ini".into())));
+        assert_eq!(
+            p(&["-x", "a.ini"]),
+            Err(CliError::UnknownOption("-x".into()))
+        );
+        assert_eq!(
+            p(&["a.ini", "b.ini"]),
+            Err(CliError::ExtraArgument("b.ini".into()))
+        );
         assert_eq!(p(&["-R", "a.ini"]), Err(CliError::RebootUnsupported));
     }
 }

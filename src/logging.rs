@@ -22,9 +22,15 @@ pub fn init(setup: LogSetup<'_>) -> std::io::Result<()> {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("KRBOUNCER_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false);
     let result = if !setup.logfile.is_empty() {
-        let file = OpenOptions::new().create(true).append(true).open(setup.logfile)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(setup.logfile)?;
         if setup.json {
             builder.json().with_writer(Mutex::new(file)).try_init()
         } else {

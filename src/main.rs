@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     };
     let cli = match cmd {
         Command::Version => {
-            println!("krbouncer {} (PgBouncer 1.25 compatible)", env!("CARGO_PKG_VERSION"));
+            println!(
+                "krbouncer {} (PgBouncer 1.25 compatible)",
+                env!("CARGO_PKG_VERSION")
+            );
             return ExitCode::SUCCESS;
         }
         Command::Help => {
@@ -29,7 +32,10 @@ fn main() -> ExitCode {
         Command::Run(cli) => cli,
     };
     // invariant: parse() only returns Run with a config path
-    let path = cli.config.clone().expect("invariant: Command::Run always carries a config path");
+    let path = cli
+        .config
+        .clone()
+        .expect("invariant: Command::Run always carries a config path");
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -64,9 +70,16 @@ fn main() -> ExitCode {
             }
         };
     }
-    let verbose = cli.verbose.saturating_add(config.settings.verbose.min(255) as u8);
+    let verbose = cli
+        .verbose
+        .saturating_add(config.settings.verbose.min(255) as u8);
     let json = config.settings.log_format == krbouncer::config::LogFormat::Json;
-    if let Err(e) = logging::init(LogSetup { logfile: &config.settings.logfile, quiet: cli.quiet, verbose, json }) {
+    if let Err(e) = logging::init(LogSetup {
+        logfile: &config.settings.logfile,
+        quiet: cli.quiet,
+        verbose,
+        json,
+    }) {
         eprintln!("FATAL cannot open log: {e}");
         return ExitCode::from(1);
     }
@@ -77,7 +90,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("FATAL cannot start runtime: {e}");

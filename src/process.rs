@@ -10,7 +10,9 @@ const DAEMON_CHILD_ENV: &str = "KRBOUNCER_DAEMON_CHILD";
 
 /// Switches to `user` when running as root; a no-op when already that user.
 pub fn switch_user(user: &str) -> Result<(), String> {
-    let entry = User::from_name(user).map_err(|e| e.to_string())?.ok_or_else(|| "no such user".to_string())?;
+    let entry = User::from_name(user)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no such user".to_string())?;
     if Uid::effective() == entry.uid {
         return Ok(());
     }
@@ -47,5 +49,8 @@ pub fn spawn_daemon(pidfile: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("daemon (pid {}) did not write {pidfile}", child.id()))
+    Err(format!(
+        "daemon (pid {}) did not write {pidfile}",
+        child.id()
+    ))
 }

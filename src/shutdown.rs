@@ -30,7 +30,10 @@ impl Default for Shutdown {
 
 impl Shutdown {
     pub fn new() -> Shutdown {
-        Shutdown { mode: AtomicU8::new(0), tx: watch::channel(ShutdownMode::Running).0 }
+        Shutdown {
+            mode: AtomicU8::new(0),
+            tx: watch::channel(ShutdownMode::Running).0,
+        }
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -35,10 +35,18 @@ pub async fn handle(app: Arc<App>) -> std::io::Result<()> {
                 continue;
             }
         };
-        let mode = if app.shutdown.is_stopping() { ShutdownMode::Immediate } else { requested };
+        let mode = if app.shutdown.is_stopping() {
+            ShutdownMode::Immediate
+        } else {
+            requested
+        };
         match mode {
-            ShutdownMode::WaitForClients => tracing::info!("got SIGTERM, shutting down, waiting for all clients to disconnect"),
-            ShutdownMode::WaitForServers => tracing::info!("got SIGINT, shutting down, waiting for all servers to be released"),
+            ShutdownMode::WaitForClients => {
+                tracing::info!("got SIGTERM, shutting down, waiting for all clients to disconnect")
+            }
+            ShutdownMode::WaitForServers => {
+                tracing::info!("got SIGINT, shutting down, waiting for all servers to be released")
+            }
             _ => tracing::info!("shutting down immediately"),
         }
         app.shutdown.request(mode);

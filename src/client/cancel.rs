@@ -27,7 +27,10 @@ impl CancelSlot {
     }
 
     fn current(&self) -> Option<CancelTarget> {
-        self.target.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -46,7 +49,11 @@ pub struct CancelRegistration<'a> {
 
 impl Drop for CancelRegistration<'_> {
     fn drop(&mut self) {
-        self.registry.by_key.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+        self.registry
+            .by_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 
@@ -63,7 +70,11 @@ impl CancelRegistry {
             if let std::collections::hash_map::Entry::Vacant(e) = map.entry(key) {
                 let slot = Arc::new(CancelSlot::default());
                 e.insert(slot.clone());
-                return CancelRegistration { registry: self, key, slot };
+                return CancelRegistration {
+                    registry: self,
+                    key,
+                    slot,
+                };
             }
         }
     }
@@ -71,8 +82,15 @@ impl CancelRegistry {
     /// Forwards a cancel for the client with this key, if it is running on a server.
     /// Unknown keys and idle clients are ignored, as in PgBouncer.
     pub async fn cancel(&self, pid: i32, secret: &[u8], timeout: std::time::Duration) {
-        let Ok(secret) = <[u8; 4]>::try_from(secret) else { return };
-        let slot = self.by_key.lock().unwrap_or_else(|p| p.into_inner()).get(&(pid, secret)).cloned();
+        let Ok(secret) = <[u8; 4]>::try_from(secret) else {
+            return;
+        };
+        let slot = self
+            .by_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(pid, secret))
+            .cloned();
         let Some(target) = slot.and_then(|s| s.current()) else {
             tracing::debug!("cancel request for an unknown or idle client, dropped");
             return;

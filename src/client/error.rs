@@ -16,7 +16,11 @@ pub async fn send_error<S: AsyncWrite + Unpin>(stream: &mut S, error: &ClientErr
 
 /// A FATAL error with its own SQLSTATE.
 pub fn fatal_with(sqlstate: &'static str, message: impl Into<String>) -> ClientError {
-    ClientError { sqlstate: sqlstate.into(), fatal: true, message: message.into().into() }
+    ClientError {
+        sqlstate: sqlstate.into(),
+        fatal: true,
+        message: message.into().into(),
+    }
 }
 
 /// A FATAL 08P01 error with a formatted text.

@@ -9,11 +9,12 @@ use crate::auth::password::verify_cleartext_password;
 use crate::auth::scram::{ScramServer, ScramServerOutcome};
 use crate::auth::secret::{ScramSecret, Secret};
 use crate::client::error::{ClientError, fatal_with, protocol};
-use crate::protocol::pooler_errors::{
-    EMPTY_PASSWORD, INVALID_SASL_MECHANISM, PASSWORD_AUTH_FAILED, SASL_AUTH_FAILED, TRUST_AUTH_FAILED,
-};
 use crate::config::AuthType;
 use crate::net::wire::{read_message_limited, write_flush};
+use crate::protocol::pooler_errors::{
+    EMPTY_PASSWORD, INVALID_SASL_MECHANISM, PASSWORD_AUTH_FAILED, SASL_AUTH_FAILED,
+    TRUST_AUTH_FAILED,
+};
 use crate::protocol::{backend, frontend};
 use crate::server::login::ScramKeys;
 
@@ -57,9 +58,11 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             let ok = match secret {
                 Some(s) => {
                     let (s, user) = (s.clone(), user.to_string());
-                    tokio::task::spawn_blocking(move || verify_cleartext_password(&s, &user, &password))
-                        .await
-                        .unwrap_or(false)
+                    tokio::task::spawn_blocking(move || {
+                        verify_cleartext_password(&s, &user, &password)
+                    })
+                    .await
+                    .unwrap_or(false)
                 }
                 None => false,
             };
@@ -79,12 +82,18 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         AuthType::ScramSha256 => {
             let (verifier, stored) = match secret {
                 Some(Secret::Scram(s)) => (Some(s.clone()), true),
-                Some(Secret::Plain(pw)) => (Some(ad_hoc_secret(pw.clone(), scram_iterations).await?), false),
+                Some(Secret::Plain(pw)) => (
+                    Some(ad_hoc_secret(pw.clone(), scram_iterations).await?),
+                    false,
+                ),
                 _ => (None, false),
             };
             scram(stream, rbuf, user, verifier, stored).await
         }
-        other => Err(fatal_with("28000", format!("auth_type {other:?} is not supported by krbouncer yet"))),
+        other => Err(fatal_with(
+            "28000",
+            format!("auth_type {other:?} is not supported by krbouncer yet"),
+        )),
     }
 }
 
@@ -112,11 +121,16 @@ async fn ask_password<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(pw.to_vec())
 }
 
-async fn read_auth_message<S: AsyncRead + Unpin>(stream: &mut S, rbuf: &mut BytesMut) -> Result<BytesMut, ClientError> {
-    let msg = read_message_limited(stream, rbuf, MAX_AUTH_MESSAGE).await.map_err(|e| match e {
-        crate::net::wire::WireError::Protocol(p) => protocol(p),
-        _ => eof(),
-    })?;
+async fn read_auth_message<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+) -> Result<BytesMut, ClientError> {
+    let msg = read_message_limited(stream, rbuf, MAX_AUTH_MESSAGE)
+        .await
+        .map_err(|e| match e {
+            crate::net::wire::WireError::Protocol(p) => protocol(p),
+            _ => eof(),
+        })?;
     if msg.first() != Some(&b'p') {
         return Err(protocol("expected a password message"));
     }
@@ -129,11 +143,9 @@ fn eof() -> ClientError {
 
 /// A SCRAM verifier for a plaintext users.txt password, as PgBouncer makes "ad hoc".
 async fn ad_hoc_secret(password: String, iterations: u32) -> Result<ScramSecret, ClientError> {
-    tokio::task::spawn_blocking(move || {
-        ScramSecret::ad_hoc(&password, iterations.max(1))
-    })
-    .await
-    .map_err(|_| fatal_with("58000", "SCRAM secret computation failed"))
+    tokio::task::spawn_blocking(move || ScramSecret::ad_hoc(&password, iterations.max(1)))
+        .await
+        .map_err(|_| fatal_with("58000", "SCRAM secret computation failed"))
 }
 
 /// The SASL SCRAM-SHA-256 exchange. `verifier` None = unknown user: a mock exchange that fails
@@ -155,25 +167,34 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
     write_flush(stream, &out).await.map_err(|_| eof())?;
 
     let msg = read_auth_message(stream, rbuf).await?;
-    let initial = frontend::parse_sasl_initial_response(&msg).map_err(|e| protocol(e.to_string()))?;
+    let initial =
+        frontend::parse_sasl_initial_response(&msg).map_err(|e| protocol(e.to_string()))?;
     if initial.mechanism != "SCRAM-SHA-256" {
         return Err(INVALID_SASL_MECHANISM);
     }
-    let server_first =
-        server.handle_client_first(initial.data.unwrap_or_default()).map_err(|_| sasl_failed(user))?;
+    let server_first = server
+        .handle_client_first(initial.data.unwrap_or_default())
+        .map_err(|_| sasl_failed(user))?;
     out.clear();
     backend::authentication_sasl_continue(&mut out, &server_first);
     write_flush(stream, &out).await.map_err(|_| eof())?;
 
     let msg = read_auth_message(stream, rbuf).await?;
     let data = frontend::parse_sasl_response(&msg).map_err(|e| protocol(e.to_string()))?;
-    let ScramServerOutcome { server_final, client_key } =
-        server.handle_client_final(data).map_err(|_| sasl_failed(user))?;
+    let ScramServerOutcome {
+        server_final,
+        client_key,
+    } = server
+        .handle_client_final(data)
+        .map_err(|_| sasl_failed(user))?;
     out.clear();
     backend::authentication_sasl_final(&mut out, &server_final);
     write_flush(stream, &out).await.map_err(|_| eof())?;
     let scram_keys = match (stored, server_key) {
-        (true, Some(server_key)) => Some(ScramKeys { client_key, server_key }),
+        (true, Some(server_key)) => Some(ScramKeys {
+            client_key,
+            server_key,
+        }),
         _ => None,
     };
     Ok(Authenticated { scram_keys })

@@ -16,15 +16,15 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::client::error::{ClientError, protocol, send_error};
-use crate::protocol::pooler_errors::{
-    BOUNCER_CONFIG_ERROR, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, no_such_database,
-};
 use crate::client::session::{Session, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
 use crate::net::stream::ClientStream;
 use crate::pool::{Pool, ServerGuard};
 use crate::protocol::backend;
+use crate::protocol::pooler_errors::{
+    BOUNCER_CONFIG_ERROR, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, no_such_database,
+};
 use crate::server::params::{ParamSet, tracked_names};
 
 /// Serves one accepted connection to the end.
@@ -52,13 +52,20 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     let mut rbuf = BytesMut::with_capacity(1024);
     let first = tokio::time::timeout_at(
         login_deadline(settings.client_login_timeout),
-        read_first_packet(stream, &mut rbuf, &tracked, &settings.ignored_startup_parameters()),
+        read_first_packet(
+            stream,
+            &mut rbuf,
+            &tracked,
+            &settings.ignored_startup_parameters(),
+        ),
     )
     .await
     .map_err(|_| protocol("client_login_timeout"))??;
     let req = match first {
         FirstPacket::Cancel { pid, key } => {
-            app.cancels.cancel(pid, &key, settings.server_connect_timeout).await;
+            app.cancels
+                .cancel(pid, &key, settings.server_connect_timeout)
+                .await;
             return Ok(());
         }
         FirstPacket::Startup(req) => req,
@@ -77,7 +84,14 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     let secret = config.auth_file.users.get(&req.user);
     let authenticated = tokio::time::timeout_at(
         login_deadline(settings.client_login_timeout),
-        login::authenticate(stream, &mut rbuf, settings.auth_type, &req.user, secret, settings.scram_iterations.max(1) as u32),
+        login::authenticate(
+            stream,
+            &mut rbuf,
+            settings.auth_type,
+            &req.user,
+            secret,
+            settings.scram_iterations.max(1) as u32,
+        ),
     )
     .await
     .map_err(|_| protocol("client_login_timeout"))??;
@@ -90,7 +104,12 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
         return Err(BOUNCER_CONFIG_ERROR);
     }
     if settings.log_connections {
-        tracing::info!(tls = "no", "login attempt: db={} user={}", req.database, req.user);
+        tracing::info!(
+            tls = "no",
+            "login attempt: db={} user={}",
+            req.database,
+            req.user
+        );
     }
     let pool = app.pools.get_or_create(&config, &db, &req.user);
     if let Some(keys) = authenticated.scram_keys {
@@ -103,7 +122,10 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked).await;
     if settings.log_disconnections {
-        tracing::info!(duration_s = started.elapsed().as_secs_f64(), "closing because: client close request");
+        tracing::info!(
+            duration_s = started.elapsed().as_secs_f64(),
+            "closing because: client close request"
+        );
     }
     result
 }
@@ -119,19 +141,29 @@ impl Drop for PoolClient<'_> {
 
 fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    if timeout.is_zero() { now + std::time::Duration::from_secs(86400 * 365) } else { now + timeout }
+    if timeout.is_zero() {
+        now + std::time::Duration::from_secs(86400 * 365)
+    } else {
+        now + timeout
+    }
 }
 
 /// Clients asking for a newer 3.x minor or sending `_pq_` options get NegotiateProtocolVersion
 /// and continue on 3.0.
-async fn negotiate_protocol(stream: &mut ClientStream, req: &StartupRequest) -> Result<(), ClientError> {
+async fn negotiate_protocol(
+    stream: &mut ClientStream,
+    req: &StartupRequest,
+) -> Result<(), ClientError> {
     if req.minor_version == 0 && req.unsupported_options.is_empty() {
         return Ok(());
     }
     let mut out = BytesMut::new();
     let names: Vec<&str> = req.unsupported_options.iter().map(String::as_str).collect();
     backend::negotiate_protocol_version(&mut out, 0, &names);
-    stream.write_all(&out).await.map_err(|_| protocol("client unexpected eof"))
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|_| protocol("client unexpected eof"))
 }
 
 /// Sends AuthenticationOk, the pool's parameters (with the client's own tracked values),
@@ -150,7 +182,10 @@ async fn welcome_and_run(
     let welcome = match pool.welcome() {
         Some(w) => w,
         None => {
-            let mut guard = pool.checkout(&app.upstream()).await.map_err(checkout_error)?;
+            let mut guard = pool
+                .checkout(&app.upstream())
+                .await
+                .map_err(checkout_error)?;
             let params = Arc::new(guard.conn().params.clone());
             linked = Some(guard);
             params
@@ -175,7 +210,10 @@ async fn welcome_and_run(
     }
     backend::backend_key_data(&mut out, registration.key.0, &registration.key.1);
     backend::ready_for_query(&mut out, b'I');
-    stream.write_all(&out).await.map_err(|_| protocol("client unexpected eof"))?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|_| protocol("client unexpected eof"))?;
     let session = Session {
         app,
         pool,

@@ -9,11 +9,14 @@ use tokio::io::AsyncReadExt;
 use crate::app::App;
 use crate::client::cancel::CancelSlot;
 use crate::client::error::{ClientError, protocol, send_error};
-use crate::protocol::pooler_errors::{INVALID_SERVER_PARAMETER, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED, SERVER_SHUTTING_DOWN, server_login_retry};
 use crate::client::watch::{ClientWatcher, Outstanding, ServerWatcher};
 use crate::net::relay::{Pump, RelayEnd, relay};
 use crate::net::stream::ClientStream;
 use crate::pool::{CheckoutError, Pool, ServerGuard};
+use crate::protocol::pooler_errors::{
+    INVALID_SERVER_PARAMETER, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED, SERVER_SHUTTING_DOWN,
+    server_login_retry,
+};
 use crate::server::params::{ParamSet, sync_query};
 use crate::server::query::run_simple;
 
@@ -65,14 +68,23 @@ impl Session<'_> {
             RelayEnd::ClientProtocol(e) => {
                 send_error(self.stream, &protocol(e.clone())).await;
             }
-            RelayEnd::ServerStop | RelayEnd::ServerEof | RelayEnd::ServerError(_) | RelayEnd::ServerProtocol(_) => {
+            RelayEnd::ServerStop
+            | RelayEnd::ServerEof
+            | RelayEnd::ServerError(_)
+            | RelayEnd::ServerProtocol(_) => {
                 tracing::info!(server = guard.conn().id, reason = ?end, "server connection ended");
                 send_error(self.stream, &SERVER_CONN_CRASHED).await;
             }
         }
-        let server_fine = matches!(end, RelayEnd::ClientStop | RelayEnd::ClientEof | RelayEnd::ClientError(_));
+        let server_fine = matches!(
+            end,
+            RelayEnd::ClientStop | RelayEnd::ClientEof | RelayEnd::ClientError(_)
+        );
         if !(clean && server_fine) {
-            tracing::info!(server = guard.conn().id, "client left the server busy, closing it");
+            tracing::info!(
+                server = guard.conn().id,
+                "client left the server busy, closing it"
+            );
         }
         guard.release(clean && server_fine).await;
     }
@@ -109,14 +121,24 @@ impl Session<'_> {
         let outstanding = Outstanding::new();
         let mut c2s = Pump::new(max_packet).with_pending(std::mem::take(&mut self.rbuf));
         let mut s2c = Pump::new(max_packet).with_pending(std::mem::take(&mut conn.rbuf));
-        let mut cw = ClientWatcher { outstanding: &outstanding };
+        let mut cw = ClientWatcher {
+            outstanding: &outstanding,
+        };
         let mut sw = ServerWatcher {
             outstanding: &outstanding,
             server_params: &mut conn.params,
             client_params: &mut self.params,
             tracked: &self.tracked,
         };
-        let end = relay(&mut *self.stream, &mut conn.stream, &mut c2s, &mut s2c, &mut cw, &mut sw).await;
+        let end = relay(
+            &mut *self.stream,
+            &mut conn.stream,
+            &mut c2s,
+            &mut s2c,
+            &mut cw,
+            &mut sw,
+        )
+        .await;
         let clean = outstanding.is_idle() && s2c.is_idle() && c2s.is_idle();
         (end, clean)
     }

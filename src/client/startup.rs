@@ -27,7 +27,10 @@ pub struct StartupRequest {
 /// The first real packet of a connection.
 pub enum FirstPacket {
     Startup(StartupRequest),
-    Cancel { pid: i32, key: Vec<u8> },
+    Cancel {
+        pid: i32,
+        key: Vec<u8>,
+    },
     /// The peer closed the connection before sending anything.
     Gone,
 }
@@ -64,10 +67,22 @@ pub async fn read_first_packet<S: AsyncRead + AsyncWrite + Unpin>(
                         UNENCRYPTED_AFTER_GSSENC
                     });
                 }
-                stream.write_all(b"N").await.map_err(|_| protocol("client unexpected eof"))?;
+                stream
+                    .write_all(b"N")
+                    .await
+                    .map_err(|_| protocol("client unexpected eof"))?;
             }
-            StartupPacket::CancelRequest { pid, key } => return Ok(FirstPacket::Cancel { pid, key: key.to_vec() }),
-            StartupPacket::Startup { major: _, minor, params } => {
+            StartupPacket::CancelRequest { pid, key } => {
+                return Ok(FirstPacket::Cancel {
+                    pid,
+                    key: key.to_vec(),
+                });
+            }
+            StartupPacket::Startup {
+                major: _,
+                minor,
+                params,
+            } => {
                 return check_params(minor, params, tracked, ignored).map(FirstPacket::Startup);
             }
         }
@@ -97,13 +112,26 @@ fn check_params(
         }
     }
     let user = user.filter(|u| !u.is_empty()).ok_or(NO_USERNAME)?;
-    let database = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
-    Ok(StartupRequest { user, database, minor_version: minor, params: set, unsupported_options })
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    Ok(StartupRequest {
+        user,
+        database,
+        minor_version: minor,
+        params: set,
+        unsupported_options,
+    })
 }
 
 /// `options` may carry `-c name=value` and `--name=value`, separated by spaces, with `\`
 /// escaping the next character (libpq's rule). Each name must be tracked or ignored.
-fn apply_options(options: &str, set: &mut ParamSet, tracked: &[String], ignored: &[String]) -> Result<(), ClientError> {
+fn apply_options(
+    options: &str,
+    set: &mut ParamSet,
+    tracked: &[String],
+    ignored: &[String],
+) -> Result<(), ClientError> {
     let words = split_options(options);
     let mut i = 0;
     while i < words.len() {
@@ -124,7 +152,10 @@ fn apply_options(options: &str, set: &mut ParamSet, tracked: &[String], ignored:
         let name = name.replace('-', "_");
         if is_tracked(&name, tracked) {
             set.set(&name, value);
-        } else if !ignored.iter().any(|n| n.eq_ignore_ascii_case(&name) || n == "options") {
+        } else if !ignored
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&name) || n == "options")
+        {
             return Err(unsupported_startup_parameter_in_options(&name));
         }
         i += 1;
@@ -168,7 +199,13 @@ mod tests {
     #[test]
     fn options_set_tracked_parameters() {
         let mut set = ParamSet::new();
-        apply_options("-c DateStyle=ISO,\\ DMY --application-name=x", &mut set, &tracked(), &[]).expect("valid");
+        apply_options(
+            "-c DateStyle=ISO,\\ DMY --application-name=x",
+            &mut set,
+            &tracked(),
+            &[],
+        )
+        .expect("valid");
         assert_eq!(set.get("datestyle"), Some("ISO, DMY"));
         assert_eq!(set.get("application_name"), Some("x"));
     }
@@ -183,11 +220,18 @@ mod tests {
 
     #[test]
     fn unknown_startup_parameter_is_refused_with_pgbouncer_text() {
-        let params = vec![("user".into(), "u".into()), ("search_path".into(), "x".into())];
+        let params = vec![
+            ("user".into(), "u".into()),
+            ("search_path".into(), "x".into()),
+        ];
         let err = check_params(0, params, &tracked(), &[]).expect_err("refused");
         assert_eq!(err.message, "unsupported startup parameter: search_path");
-        let params = vec![("user".into(), "u".into()), ("extra_float_digits".into(), "2".into())];
-        let ok = check_params(0, params, &tracked(), &["extra_float_digits".into()]).expect("ignored");
+        let params = vec![
+            ("user".into(), "u".into()),
+            ("extra_float_digits".into(), "2".into()),
+        ];
+        let ok =
+            check_params(0, params, &tracked(), &["extra_float_digits".into()]).expect("ignored");
         assert_eq!(ok.database, "u");
     }
 }

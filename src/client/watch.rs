@@ -59,7 +59,9 @@ impl Watcher for ClientWatcher<'_> {
                 self.outstanding.syncs.fetch_add(1, Ordering::Relaxed);
                 self.outstanding.unsynced.store(false, Ordering::Relaxed);
             }
-            b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => self.outstanding.unsynced.store(true, Ordering::Relaxed),
+            b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => {
+                self.outstanding.unsynced.store(true, Ordering::Relaxed)
+            }
             _ => {}
         }
     }
@@ -84,7 +86,11 @@ impl Watcher for ServerWatcher<'_> {
                 if let Some(&status) = msg.get(5) {
                     self.outstanding.status.store(status, Ordering::Relaxed);
                 }
-                let _ = self.outstanding.syncs.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some((n - 1).max(0)));
+                let _ = self.outstanding.syncs.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |n| Some((n - 1).max(0)),
+                );
             }
             _ => {
                 if let Ok((name, value)) = parse_parameter_status(msg) {

@@ -26,8 +26,10 @@ pub struct ListenError {
 
 /// Binds every configured address. `*` means all IPv4 and IPv6 addresses.
 pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
-    let port = u16::try_from(settings.listen_port)
-        .map_err(|_| ListenError { what: format!("port {}", settings.listen_port), source: std::io::ErrorKind::InvalidInput.into() })?;
+    let port = u16::try_from(settings.listen_port).map_err(|_| ListenError {
+        what: format!("port {}", settings.listen_port),
+        source: std::io::ErrorKind::InvalidInput.into(),
+    })?;
     let mut tcp = Vec::new();
     for addr in settings.listen_addrs() {
         let addr = addr.as_str();
@@ -36,13 +38,21 @@ pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
             let v6 = TcpListener::bind(("::", port)).await;
             let v4 = TcpListener::bind(("0.0.0.0", port)).await;
             match (v6, v4) {
-                (Err(e), Err(_)) => return Err(ListenError { what: format!("*:{port}"), source: e }),
+                (Err(e), Err(_)) => {
+                    return Err(ListenError {
+                        what: format!("*:{port}"),
+                        source: e,
+                    });
+                }
                 (a, b) => tcp.extend(a.into_iter().chain(b)),
             }
         } else {
             let l = TcpListener::bind((addr, port))
                 .await
-                .map_err(|e| ListenError { what: format!("{addr}:{port}"), source: e })?;
+                .map_err(|e| ListenError {
+                    what: format!("{addr}:{port}"),
+                    source: e,
+                })?;
             tcp.push(l);
         }
     }
@@ -50,17 +60,26 @@ pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
         None
     } else {
         let path = PathBuf::from(&settings.unix_socket_dir).join(format!(".s.PGSQL.{port}"));
-        let err = |e| ListenError { what: path.display().to_string(), source: e };
+        let err = |e| ListenError {
+            what: path.display().to_string(),
+            source: e,
+        };
         if path.exists() {
             // a stale socket from an earlier run; refuse if something still answers on it
             if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-                return Err(err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "socket is in use")));
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "socket is in use",
+                )));
             }
             std::fs::remove_file(&path).map_err(err)?;
         }
         let l = UnixListener::bind(&path).map_err(err)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(settings.unix_socket_mode as u32))
-            .map_err(err)?;
+        std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(settings.unix_socket_mode as u32),
+        )
+        .map_err(err)?;
         Some((l, path))
     };
     Ok(Listeners { tcp, unix })

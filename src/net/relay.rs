@@ -202,7 +202,10 @@ impl Pump {
         while let Some(front) = self.out.front_mut() {
             match Pin::new(&mut *dst).poll_write(cx, front) {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Some(StepEnd::Io(Side::Dst, io::ErrorKind::WriteZero.into())));
+                    return Poll::Ready(Some(StepEnd::Io(
+                        Side::Dst,
+                        io::ErrorKind::WriteZero.into(),
+                    )));
                 }
                 Poll::Ready(Ok(n)) => {
                     front.advance(n);
@@ -222,7 +225,9 @@ impl Pump {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if self.stop_requested || (self.streaming_left == 0 && self.rbuf.is_empty() && watcher.stop_when_drained()) {
+        if self.stop_requested
+            || (self.streaming_left == 0 && self.rbuf.is_empty() && watcher.stop_when_drained())
+        {
             return Poll::Ready(Some(StepEnd::Stop));
         }
         // 2. read more input
@@ -242,7 +247,11 @@ impl Pump {
 
     /// Scans input that was already buffered when the relay started.
     fn prime<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), String> {
-        if self.rbuf.is_empty() { Ok(()) } else { self.scan(watcher) }
+        if self.rbuf.is_empty() {
+            Ok(())
+        } else {
+            self.scan(watcher)
+        }
     }
 }
 

@@ -65,4 +65,9 @@ macro_rules! delegate_io {
 }
 
 delegate_io!(ClientStream { Tcp, Unix });
-delegate_io!(ServerStream { Tcp, Unix, Tls, Gss });
+delegate_io!(ServerStream {
+    Tcp,
+    Unix,
+    Tls,
+    Gss
+});

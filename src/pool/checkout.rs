@@ -10,10 +10,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::auth::gss::GssRuntime;
 use crate::config::PoolMode;
 use crate::pool::{Pool, PoolRegistry};
-use crate::server::conn::ServerConn;
-use crate::server::connect::{ConnectSpec, connect};
 use crate::protocol::pooler_errors::PoolerError;
+use crate::server::conn::ServerConn;
 use crate::server::connect::ConnectError;
+use crate::server::connect::{ConnectSpec, connect};
 use crate::server::login::LoginError;
 use crate::server::query::run_simple;
 
@@ -58,7 +58,9 @@ impl Drop for Tally {
 impl ServerGuard {
     pub fn conn(&mut self) -> &mut ServerConn {
         // invariant: conn is Some from checkout until release/drop consumes the guard
-        self.conn.as_mut().expect("invariant: a ServerGuard holds its connection until released")
+        self.conn
+            .as_mut()
+            .expect("invariant: a ServerGuard holds its connection until released")
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
@@ -69,7 +71,9 @@ impl ServerGuard {
     /// otherwise it is closed. In session mode (or with `server_reset_query_always`) the reset
     /// query runs first; a failing reset or an exceeded `server_lifetime` closes it.
     pub async fn release(mut self, clean: bool) {
-        let Some(mut conn) = self.conn.take() else { return };
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
         let def = &self.pool.def;
         if !clean {
             // The client left a query running: stop it, or the backend keeps working (and
@@ -85,7 +89,13 @@ impl ServerGuard {
         }
         let reset = def.pool_mode == PoolMode::Session || def.server_reset_query_always;
         if reset && !def.server_reset_query.trim().is_empty() {
-            if let Err(e) = run_simple(&mut conn, &def.server_reset_query, def.server_connect_timeout).await {
+            if let Err(e) = run_simple(
+                &mut conn,
+                &def.server_reset_query,
+                def.server_connect_timeout,
+            )
+            .await
+            {
                 tracing::info!(server = conn.id, error = %e, "server reset failed, closing");
                 return;
             }
@@ -102,7 +112,10 @@ fn expired(conn: &ServerConn, lifetime: Duration) -> bool {
 
 impl Pool {
     /// Waits for a usage slot (FIFO), then hands out an idle server or logs in a new one.
-    pub async fn checkout(self: &Arc<Self>, up: &Upstream<'_>) -> Result<ServerGuard, CheckoutError> {
+    pub async fn checkout(
+        self: &Arc<Self>,
+        up: &Upstream<'_>,
+    ) -> Result<ServerGuard, CheckoutError> {
         let slot = self.acquire_slot().await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
@@ -110,16 +123,30 @@ impl Pool {
                     continue;
                 }
                 if conn.last_used.elapsed() >= self.def.server_check_delay {
-                    if let Err(e) = run_simple(&mut conn, &self.def.server_check_query, self.def.server_connect_timeout).await {
+                    if let Err(e) = run_simple(
+                        &mut conn,
+                        &self.def.server_check_query,
+                        self.def.server_connect_timeout,
+                    )
+                    .await
+                    {
                         tracing::info!(server = conn.id, error = %e, "server check failed, closing");
                         continue;
                     }
                     conn.last_used = Instant::now();
                 }
-                return Ok(ServerGuard { pool: self.clone(), conn: Some(conn), _slot: slot });
+                return Ok(ServerGuard {
+                    pool: self.clone(),
+                    conn: Some(conn),
+                    _slot: slot,
+                });
             }
             let conn = self.open_server(up).await?;
-            return Ok(ServerGuard { pool: self.clone(), conn: Some(conn), _slot: slot });
+            return Ok(ServerGuard {
+                pool: self.clone(),
+                conn: Some(conn),
+                _slot: slot,
+            });
         }
     }
 
@@ -145,7 +172,9 @@ impl Pool {
         let permit = if self.def.query_wait_timeout.is_zero() {
             wait.await
         } else {
-            tokio::time::timeout(self.def.query_wait_timeout, wait).await.map_err(|_| CheckoutError::WaitTimeout)?
+            tokio::time::timeout(self.def.query_wait_timeout, wait)
+                .await
+                .map_err(|_| CheckoutError::WaitTimeout)?
         };
         permit.map_err(|_| CheckoutError::Closed)
     }
@@ -156,7 +185,10 @@ impl Pool {
             return Err(CheckoutError::LoginRetry(cached));
         }
         let mut permits = Vec::new();
-        for (limit, which) in [(&self.db_limit, LimitKind::Db), (&self.user_limit, LimitKind::User)] {
+        for (limit, which) in [
+            (&self.db_limit, LimitKind::Db),
+            (&self.user_limit, LimitKind::User),
+        ] {
             if let Some(sem) = limit {
                 permits.push(self.acquire_limit(sem, which, up.registry).await?);
             }
@@ -202,7 +234,8 @@ impl Pool {
                     ms = started.elapsed().as_millis() as u64, "new server connection"
                 );
                 if let Some(q) = &self.def.connect_query {
-                    if let Err(e) = run_simple(&mut conn, q, self.def.server_connect_timeout).await {
+                    if let Err(e) = run_simple(&mut conn, q, self.def.server_connect_timeout).await
+                    {
                         tracing::warn!(db = %self.def.db_name, error = %e, "connect_query failed");
                     }
                 }
@@ -245,7 +278,9 @@ impl Pool {
         let permit = if self.def.query_wait_timeout.is_zero() {
             wait.await
         } else {
-            tokio::time::timeout(self.def.query_wait_timeout, wait).await.map_err(|_| CheckoutError::WaitTimeout)?
+            tokio::time::timeout(self.def.query_wait_timeout, wait)
+                .await
+                .map_err(|_| CheckoutError::WaitTimeout)?
         };
         permit.map_err(|_| CheckoutError::Closed)
     }
@@ -253,7 +288,9 @@ impl Pool {
     /// Opens servers until `min_pool_size` exist (janitor), without blocking on slots.
     pub(crate) async fn fill_min(self: &Arc<Self>, up: &Upstream<'_>) {
         while self.server_count.load(Ordering::Relaxed) < self.def.min_pool_size {
-            let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                return;
+            };
             match self.open_server(up).await {
                 Ok(mut conn) => {
                     conn.last_used = Instant::now();

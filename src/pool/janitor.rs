@@ -41,7 +41,8 @@ pub fn sweep(pool: &Pool) {
     let mut closable = total.saturating_sub(min);
     let closed = pool.drain_idle_where(|c| {
         let too_old = !lifetime.is_zero() && c.created.elapsed() >= lifetime;
-        let too_idle = !idle_timeout.is_zero() && c.last_used.elapsed() >= idle_timeout && closable > 0;
+        let too_idle =
+            !idle_timeout.is_zero() && c.last_used.elapsed() >= idle_timeout && closable > 0;
         if too_idle && !too_old {
             closable -= 1;
         }

@@ -50,7 +50,11 @@ fn semaphore_for(size: usize) -> Arc<Semaphore> {
 }
 
 impl Pool {
-    pub fn new(def: PoolDef, db_limit: Option<Arc<Semaphore>>, user_limit: Option<Arc<Semaphore>>) -> Pool {
+    pub fn new(
+        def: PoolDef,
+        db_limit: Option<Arc<Semaphore>>,
+        user_limit: Option<Arc<Semaphore>>,
+    ) -> Pool {
         Pool {
             slots: semaphore_for(def.pool_size),
             reserve: Arc::new(Semaphore::new(def.reserve_pool_size)),
@@ -107,7 +111,11 @@ impl Pool {
         let mut out = Vec::new();
         let mut i = 0;
         while i < idle.len() {
-            if pred(&idle[i]) { out.push(idle.remove(i)) } else { i += 1 }
+            if pred(&idle[i]) {
+                out.push(idle.remove(i))
+            } else {
+                i += 1
+            }
         }
         out
     }

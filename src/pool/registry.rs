@@ -47,17 +47,32 @@ impl PoolRegistry {
     }
 
     pub(crate) fn close_idle_in_db(&self, db: &str) -> bool {
-        self.all().iter().filter(|p| p.def.db_name == db).any(|p| p.close_one_idle())
+        self.all()
+            .iter()
+            .filter(|p| p.def.db_name == db)
+            .any(|p| p.close_one_idle())
     }
 
     pub(crate) fn close_idle_of_user(&self, user: &str) -> bool {
-        self.all().iter().filter(|p| p.def.login_user == user).any(|p| p.close_one_idle())
+        self.all()
+            .iter()
+            .filter(|p| p.def.login_user == user)
+            .any(|p| p.close_one_idle())
     }
 }
 
-fn limit(map: &Mutex<HashMap<String, Arc<Semaphore>>>, name: &str, size: usize) -> Option<Arc<Semaphore>> {
+fn limit(
+    map: &Mutex<HashMap<String, Arc<Semaphore>>>,
+    name: &str,
+    size: usize,
+) -> Option<Arc<Semaphore>> {
     if size == 0 {
         return None;
     }
-    Some(lock(map).entry(name.to_string()).or_insert_with(|| Arc::new(Semaphore::new(size))).clone())
+    Some(
+        lock(map)
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(size)))
+            .clone(),
+    )
 }

@@ -16,9 +16,15 @@ impl ServerAddress {
     /// `host` values starting with `/` (or `@`, the abstract namespace) name a socket directory.
     pub fn from_host(host: &str, port: u16) -> ServerAddress {
         if host.starts_with('/') || host.starts_with('@') {
-            ServerAddress::Unix { dir: host.to_string(), port }
+            ServerAddress::Unix {
+                dir: host.to_string(),
+                port,
+            }
         } else {
-            ServerAddress::Tcp { host: host.to_string(), port }
+            ServerAddress::Tcp {
+                host: host.to_string(),
+                port,
+            }
         }
     }
 
@@ -51,14 +57,20 @@ impl ServerAddress {
                 }
                 ServerAddress::Unix { dir, port } => {
                     let path = Self::socket_path(dir, *port);
-                    let path = path.strip_prefix('@').map(|p| format!("\0{p}")).unwrap_or(path);
+                    let path = path
+                        .strip_prefix('@')
+                        .map(|p| format!("\0{p}"))
+                        .unwrap_or(path);
                     Ok(RawSocket::Unix(UnixStream::connect(path).await?))
                 }
             }
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout")),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timeout",
+            )),
         }
     }
 }

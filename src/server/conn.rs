@@ -39,7 +39,12 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
-    pub fn new(stream: ServerStream, rbuf: BytesMut, params: ParamSet, cancel: CancelTarget) -> ServerConn {
+    pub fn new(
+        stream: ServerStream,
+        rbuf: BytesMut,
+        params: ParamSet,
+        cancel: CancelTarget,
+    ) -> ServerConn {
         let now = Instant::now();
         ServerConn {
             id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),

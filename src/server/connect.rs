@@ -37,7 +37,10 @@ pub struct ConnectSpec<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("could not connect to {address}: {source}")]
-    Socket { address: String, source: std::io::Error },
+    Socket {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("connect timeout")]
     Timeout,
     #[error("GSS encryption: {0}")]
@@ -84,7 +87,11 @@ async fn connect_inner(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError
         },
     )
     .await?;
-    let cancel = CancelTarget { address: spec.address.clone(), pid: outcome.pid, key: outcome.key };
+    let cancel = CancelTarget {
+        address: spec.address.clone(),
+        pid: outcome.pid,
+        key: outcome.key,
+    };
     Ok(Connected {
         conn: ServerConn::new(stream, rbuf, outcome.params, cancel),
         gss_authenticated: outcome.gss_authenticated,
@@ -92,13 +99,19 @@ async fn connect_inner(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError
 }
 
 async fn open_socket(spec: &ConnectSpec<'_>) -> Result<RawSocket, ConnectError> {
-    spec.address.connect(spec.connect_timeout).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::TimedOut {
-            ConnectError::Timeout
-        } else {
-            ConnectError::Socket { address: spec.address.to_string(), source: e }
-        }
-    })
+    spec.address
+        .connect(spec.connect_timeout)
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                ConnectError::Timeout
+            } else {
+                ConnectError::Socket {
+                    address: spec.address.to_string(),
+                    source: e,
+                }
+            }
+        })
 }
 
 /// Returns the transport and whether it is GSS-encrypted.
@@ -106,7 +119,9 @@ async fn open_transport(spec: &ConnectSpec<'_>) -> Result<(ServerStream, bool), 
     let tcp = match open_socket(spec).await? {
         RawSocket::Unix(s) => {
             if spec.gssencmode == GssEncMode::Require {
-                return Err(ConnectError::GssEnc("GSS encryption is impossible over a unix socket".into()));
+                return Err(ConnectError::GssEnc(
+                    "GSS encryption is impossible over a unix socket".into(),
+                ));
             }
             return Ok((ServerStream::Unix(s), false));
         }
@@ -120,23 +135,28 @@ async fn open_transport(spec: &ConnectSpec<'_>) -> Result<(ServerStream, bool), 
 }
 
 /// GSSENCRequest first, as libpq does. `Err(tcp)` hands back a socket to continue on.
-async fn try_gssenc(spec: &ConnectSpec<'_>, tcp: TcpStream) -> Result<Result<ServerStream, TcpStream>, ConnectError> {
+async fn try_gssenc(
+    spec: &ConnectSpec<'_>,
+    tcp: TcpStream,
+) -> Result<Result<ServerStream, TcpStream>, ConnectError> {
     if spec.gssencmode == GssEncMode::Disable {
         return Ok(Err(tcp));
     }
     let required = spec.gssencmode == GssEncMode::Require;
     let Some(target) = spec.gss_target else {
         if required {
-            return Err(ConnectError::GssEnc("no service principal for this server".into()));
+            return Err(ConnectError::GssEnc(
+                "no service principal for this server".into(),
+            ));
         }
         return Ok(Err(tcp));
     };
     match request_gssenc(tcp, spec.gss_runtime, target, spec.connect_timeout).await {
         Ok(GssEncOutcome::Encrypted(s)) => Ok(Ok(ServerStream::Gss(Box::new(s)))),
         Ok(GssEncOutcome::Refused(tcp)) if !required => Ok(Err(tcp)),
-        Ok(GssEncOutcome::Refused(_)) => {
-            Err(ConnectError::GssEnc("server refused GSS encryption (server_gssencmode = require)".into()))
-        }
+        Ok(GssEncOutcome::Refused(_)) => Err(ConnectError::GssEnc(
+            "server refused GSS encryption (server_gssencmode = require)".into(),
+        )),
         Err(e) if required => Err(ConnectError::GssEnc(e.to_string())),
         Err(e) => {
             // prefer: the socket may be mid-handshake; start over on a fresh one without GSS.
@@ -155,14 +175,18 @@ async fn try_tls(spec: &ConnectSpec<'_>, tcp: TcpStream) -> Result<ServerStream,
     let wants_tls = !matches!(spec.sslmode, SslMode::Disable | SslMode::Allow);
     let Some(connector) = spec.tls.filter(|_| wants_tls) else {
         if wants_tls && spec.sslmode != SslMode::Prefer {
-            return Err(ConnectError::Tls("server TLS is required but not configured".into()));
+            return Err(ConnectError::Tls(
+                "server TLS is required but not configured".into(),
+            ));
         }
         return Ok(ServerStream::Tcp(tcp));
     };
     let server_name = spec.address.tcp_host().unwrap_or("localhost");
     match request_tls(tcp, connector, server_name).await {
         Ok(TlsOutcome::Encrypted(s)) => Ok(ServerStream::Tls(s)),
-        Ok(TlsOutcome::Refused(tcp)) if spec.sslmode == SslMode::Prefer => Ok(ServerStream::Tcp(tcp)),
+        Ok(TlsOutcome::Refused(tcp)) if spec.sslmode == SslMode::Prefer => {
+            Ok(ServerStream::Tcp(tcp))
+        }
         Ok(TlsOutcome::Refused(_)) => Err(ConnectError::Tls("server refused SSL".into())),
         Err(e) => Err(ConnectError::Tls(format!("TLS handshake failed: {e}"))),
     }

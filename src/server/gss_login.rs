@@ -25,7 +25,8 @@ impl GssLogin<'_> {
     fn target(&self) -> Result<&GssTarget, String> {
         if self.negotiate == GssNegotiate::Disable {
             return Err(
-                "server requested GSSAPI authentication but server_gssauth_negotiate = disable".to_string()
+                "server requested GSSAPI authentication but server_gssauth_negotiate = disable"
+                    .to_string(),
             );
         }
         self.target.ok_or_else(|| {
@@ -35,20 +36,30 @@ impl GssLogin<'_> {
     }
 
     /// Starts the context and produces the first token (AP-REQ).
-    pub async fn first_step(&self, session: &mut Option<GssSession>) -> Result<Option<Vec<u8>>, String> {
+    pub async fn first_step(
+        &self,
+        session: &mut Option<GssSession>,
+    ) -> Result<Option<Vec<u8>>, String> {
         let target = self.target()?;
         let mut s = self
             .runtime
             .start(target, GssPurpose::Auth, self.deadline)
             .await
             .map_err(|e| e.to_string())?;
-        let token = s.step(self.runtime, None, self.deadline).await.map_err(|e| e.to_string())?;
+        let token = s
+            .step(self.runtime, None, self.deadline)
+            .await
+            .map_err(|e| e.to_string())?;
         *session = Some(s);
         Ok(token)
     }
 
     /// Feeds the server's token (AP-REP with mutual authentication) to the context.
-    pub async fn next_step(&self, session: &mut Option<GssSession>, input: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    pub async fn next_step(
+        &self,
+        session: &mut Option<GssSession>,
+        input: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
         self.target()?;
         let Some(s) = session.as_mut() else {
             return Err("server sent GSSContinue before AuthenticationGSS".to_string());
@@ -56,7 +67,9 @@ impl GssLogin<'_> {
         if s.is_complete() && input.is_empty() {
             return Ok(None);
         }
-        s.step(self.runtime, Some(input), self.deadline).await.map_err(|e| e.to_string())
+        s.step(self.runtime, Some(input), self.deadline)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub fn is_complete(&self, session: &GssSession) -> bool {

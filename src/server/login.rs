@@ -10,11 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::auth::md5::{md5_hash, md5_salted_response};
 use crate::auth::scram::{ScramClient, ScramClientCredentials};
 use crate::auth::secret::Secret;
+use crate::net::wire::{WireError, read_message, write_flush};
 use crate::protocol::backend::{ErrorFields, parse_error_fields};
 use crate::protocol::frontend;
 use crate::server::gss_login::{GssLogin, GssNegotiate};
 use crate::server::params::ParamSet;
-use crate::net::wire::{WireError, read_message, write_flush};
 
 /// SCRAM keys learned from a client's SCRAM login (PgBouncer's "SCRAM pass-through").
 #[derive(Clone, Copy)]
@@ -72,7 +72,11 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     req: LoginRequest<'_>,
 ) -> Result<LoginOutcome, LoginError> {
     let mut params: Vec<(&str, &str)> = vec![("user", req.user), ("database", req.database)];
-    params.extend(req.extra_params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    params.extend(
+        req.extra_params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     let mut out = BytesMut::with_capacity(256);
     frontend::startup_message(&mut out, &params);
     write_flush(stream, &out).await?;
@@ -116,7 +120,9 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             Message::AuthenticationSasl(body) => {
                 refuse_password_if_gss_required(&req)?;
                 if !sasl_offers_scram(&body) {
-                    return Err(LoginError::Auth("server offered no supported SASL mechanism".into()));
+                    return Err(LoginError::Auth(
+                        "server offered no supported SASL mechanism".into(),
+                    ));
                 }
                 let creds = scram_credentials(&req)?;
                 let mut client = ScramClient::new(creds);
@@ -137,7 +143,8 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 })
                 .await
                 .map_err(|e| LoginError::Auth(format!("SCRAM worker failed: {e}")))?;
-                let reply = reply.map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))?;
+                let reply = reply
+                    .map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))?;
                 frontend::sasl_response(&mut out, &reply);
                 scram = Some(client);
             }
@@ -150,23 +157,39 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                     .map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))?;
             }
             Message::AuthenticationGss => {
-                let token = req.gss.first_step(&mut gss_session).await.map_err(LoginError::Gss)?;
+                let token = req
+                    .gss
+                    .first_step(&mut gss_session)
+                    .await
+                    .map_err(LoginError::Gss)?;
                 if let Some(token) = token {
                     frontend::gss_response(&mut out, &token);
                 }
             }
             Message::AuthenticationGssContinue(body) => {
-                let token = req.gss.next_step(&mut gss_session, body.data()).await.map_err(LoginError::Gss)?;
+                let token = req
+                    .gss
+                    .next_step(&mut gss_session, body.data())
+                    .await
+                    .map_err(LoginError::Gss)?;
                 if let Some(token) = token {
                     frontend::gss_response(&mut out, &token);
                 }
             }
-            Message::AuthenticationSspi | Message::AuthenticationKerberosV5 | Message::AuthenticationScmCredential => {
-                return Err(LoginError::Auth("unsupported authentication method requested by server".into()));
+            Message::AuthenticationSspi
+            | Message::AuthenticationKerberosV5
+            | Message::AuthenticationScmCredential => {
+                return Err(LoginError::Auth(
+                    "unsupported authentication method requested by server".into(),
+                ));
             }
             Message::ParameterStatus(body) => {
-                let name = body.name().map_err(|e| WireError::Protocol(e.to_string()))?;
-                let value = body.value().map_err(|e| WireError::Protocol(e.to_string()))?;
+                let name = body
+                    .name()
+                    .map_err(|e| WireError::Protocol(e.to_string()))?;
+                let value = body
+                    .value()
+                    .map_err(|e| WireError::Protocol(e.to_string()))?;
                 outcome.params.set(name, value);
             }
             Message::BackendKeyData(body) => {
@@ -209,7 +232,9 @@ fn error_fields_of(raw: &[u8]) -> ErrorFields {
 }
 
 fn sasl_offers_scram(body: &postgres_protocol::message::backend::AuthenticationSaslBody) -> bool {
-    body.mechanisms().any(|m| Ok(m == "SCRAM-SHA-256")).unwrap_or(false)
+    body.mechanisms()
+        .any(|m| Ok(m == "SCRAM-SHA-256"))
+        .unwrap_or(false)
 }
 
 fn refuse_password_if_gss_required(req: &LoginRequest<'_>) -> Result<(), LoginError> {
@@ -237,7 +262,13 @@ fn scram_credentials(req: &LoginRequest<'_>) -> Result<ScramClientCredentials, L
 
 fn no_password_text(req: &LoginRequest<'_>, method: &str) -> String {
     match req.secret {
-        None | Some(Secret::Empty) => format!("cannot do {method} authentication: no password available for user \"{}\"", req.user),
-        Some(s) => format!("cannot do {method} authentication: wrong password type ({})", s.kind()),
+        None | Some(Secret::Empty) => format!(
+            "cannot do {method} authentication: no password available for user \"{}\"",
+            req.user
+        ),
+        Some(s) => format!(
+            "cannot do {method} authentication: wrong password type ({})",
+            s.kind()
+        ),
     }
 }

@@ -2,8 +2,13 @@
 //! `SET` batch that brings a server in line with a client before the client runs on it.
 
 /// Parameters PgBouncer always tracks (`src/varcache.c`); `track_extra_parameters` adds more.
-pub const ALWAYS_TRACKED: [&str; 5] =
-    ["client_encoding", "DateStyle", "TimeZone", "standard_conforming_strings", "application_name"];
+pub const ALWAYS_TRACKED: [&str; 5] = [
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "standard_conforming_strings",
+    "application_name",
+];
 
 /// An ordered list of (name, value), looked up case-insensitively as PostgreSQL does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,12 +22,19 @@ impl ParamSet {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Sets a value, keeping the first spelling of the name.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.entries.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
             Some(entry) => {
                 if entry.1 != value {
                     entry.1 = value.to_string();
@@ -70,7 +82,11 @@ pub fn sync_query(client: &ParamSet, server: &ParamSet) -> Option<String> {
             if name.eq_ignore_ascii_case("search_path") {
                 sql.push_str(&format!("SET {}={};", quote_ident(name), value));
             } else {
-                sql.push_str(&format!("SET {}={};", quote_ident(name), quote_literal(value)));
+                sql.push_str(&format!(
+                    "SET {}={};",
+                    quote_ident(name),
+                    quote_literal(value)
+                ));
             }
         }
     }
@@ -110,7 +126,10 @@ mod tests {
         let mut server = ParamSet::new();
         server.set("client_encoding", "utf8");
         server.set("application_name", "");
-        assert_eq!(sync_query(&client, &server).as_deref(), Some("SET application_name='it''s me';"));
+        assert_eq!(
+            sync_query(&client, &server).as_deref(),
+            Some("SET application_name='it''s me';")
+        );
         server.set("application_name", "it's me");
         assert_eq!(sync_query(&client, &server), None);
     }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use crate::net::wire::{WireError, read_message, write_flush};
 use crate::protocol::backend::{ErrorFields, parse_error_fields, parse_parameter_status};
 use crate::protocol::frontend;
 use crate::server::conn::ServerConn;
-use crate::net::wire::{WireError, read_message, write_flush};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -24,11 +24,17 @@ pub enum QueryError {
 
 /// Sends `sql` as a simple Query and reads up to ReadyForQuery. ParameterStatus replies update
 /// the connection's parameters; an ErrorResponse makes the result an error (after draining).
-pub async fn run_simple(conn: &mut ServerConn, sql: &str, timeout: Duration) -> Result<(), QueryError> {
+pub async fn run_simple(
+    conn: &mut ServerConn,
+    sql: &str,
+    timeout: Duration,
+) -> Result<(), QueryError> {
     let fut = async {
         let mut out = BytesMut::with_capacity(sql.len() + 8);
         frontend::query(&mut out, sql);
-        write_flush(&mut conn.stream, &out).await.map_err(WireError::Io)?;
+        write_flush(&mut conn.stream, &out)
+            .await
+            .map_err(WireError::Io)?;
         let mut failure = None;
         loop {
             let msg = read_message(&mut conn.stream, &mut conn.rbuf).await?;
@@ -44,11 +50,13 @@ pub async fn run_simple(conn: &mut ServerConn, sql: &str, timeout: Duration) -> 
                     return Ok(());
                 }
                 Some(b'E') => {
-                    failure = Some(parse_error_fields(&msg).map_err(|e| WireError::Protocol(e.to_string()))?);
+                    failure = Some(
+                        parse_error_fields(&msg).map_err(|e| WireError::Protocol(e.to_string()))?,
+                    );
                 }
                 Some(b'S') => {
-                    let (name, value) =
-                        parse_parameter_status(&msg).map_err(|e| WireError::Protocol(e.to_string()))?;
+                    let (name, value) = parse_parameter_status(&msg)
+                        .map_err(|e| WireError::Protocol(e.to_string()))?;
                     conn.params.set(name, value);
                 }
                 // CommandComplete, EmptyQueryResponse, NoticeResponse, RowDescription, DataRow...

@@ -7,6 +7,7 @@
 
 pub mod bouncer;
 pub mod client;
+pub mod kdc;
 pub mod pg;
 pub mod ports;
 pub mod secrets;
