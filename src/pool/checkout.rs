@@ -169,14 +169,7 @@ impl Pool {
                 } => p,
             }
         };
-        let permit = if self.def.query_wait_timeout.is_zero() {
-            wait.await
-        } else {
-            tokio::time::timeout(self.def.query_wait_timeout, wait)
-                .await
-                .map_err(|_| CheckoutError::WaitTimeout)?
-        };
-        permit.map_err(|_| CheckoutError::Closed)
+        bounded_wait(self.def.query_wait_timeout, wait).await
     }
 
     /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits.
@@ -275,14 +268,7 @@ impl Pool {
             }
         }
         let wait = sem.clone().acquire_owned();
-        let permit = if self.def.query_wait_timeout.is_zero() {
-            wait.await
-        } else {
-            tokio::time::timeout(self.def.query_wait_timeout, wait)
-                .await
-                .map_err(|_| CheckoutError::WaitTimeout)?
-        };
-        permit.map_err(|_| CheckoutError::Closed)
+        bounded_wait(self.def.query_wait_timeout, wait).await
     }
 
     /// Opens servers until `min_pool_size` exist (janitor), without blocking on slots.
@@ -315,6 +301,21 @@ fn client_facing(e: &ConnectError) -> PoolerError {
         },
         other => PoolerError::fatal_text(format!("server login failed: {other}")),
     }
+}
+
+/// Waits for a permit for at most `query_wait_timeout` (0 = forever).
+async fn bounded_wait(
+    limit: Duration,
+    wait: impl std::future::Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>>,
+) -> Result<OwnedSemaphorePermit, CheckoutError> {
+    let permit = if limit.is_zero() {
+        wait.await
+    } else {
+        tokio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| CheckoutError::WaitTimeout)?
+    };
+    permit.map_err(|_| CheckoutError::Closed)
 }
 
 #[derive(Clone, Copy)]
