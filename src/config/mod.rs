@@ -15,7 +15,7 @@ mod validate;
 pub mod values;
 
 #[cfg(test)]
-mod load_tests;
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
