@@ -17,3 +17,4 @@ pub mod serve;
 pub mod server;
 pub mod shutdown;
 pub mod signals;
+pub mod stats;

@@ -40,6 +40,8 @@ pub struct Pool {
     pub server_count: Arc<AtomicUsize>,
     /// Clients currently logged in to this pool.
     pub client_count: AtomicUsize,
+    /// Totals and latencies for SHOW STATS and /metrics.
+    pub stats: crate::stats::PoolStats,
     spn_logged: AtomicBool,
     db_limit: Option<Arc<Semaphore>>,
     user_limit: Option<Arc<Semaphore>>,
@@ -66,6 +68,7 @@ impl Pool {
             next_address: AtomicUsize::new(0),
             server_count: Arc::new(AtomicUsize::new(0)),
             client_count: AtomicUsize::new(0),
+            stats: crate::stats::PoolStats::default(),
             spn_logged: AtomicBool::new(false),
             db_limit,
             user_limit,
