@@ -18,6 +18,8 @@ pub struct App {
     config: RwLock<Arc<Config>>,
     pub pools: PoolRegistry,
     pub cancels: CancelRegistry,
+    /// Pooler-wide prepared statements (transaction / statement pooling).
+    pub statements: crate::client::prepared::StatementRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
     tls: Option<tokio_rustls::TlsConnector>,
@@ -41,6 +43,7 @@ impl App {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
             cancels: CancelRegistry::default(),
+            statements: Default::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
             tls,

@@ -3,6 +3,8 @@
 pub mod cancel;
 pub mod error;
 pub mod login;
+pub mod prepared;
+pub mod requests;
 pub mod session;
 pub mod startup;
 pub mod watch;
@@ -16,7 +18,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::client::error::{ClientError, protocol, send_error};
-use crate::client::session::{Session, checkout_error};
+use crate::client::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
 use crate::net::stream::ClientStream;
@@ -222,6 +224,8 @@ async fn welcome_and_run(
         params: client_params,
         tracked,
         cancel: registration.slot.clone(),
+        limits: SessionLimits::resolve(&app.config(), &req.user),
+        statements: Default::default(),
     };
     session.run(linked).await;
     Ok(())
