@@ -2,6 +2,7 @@
 
 pub mod cancel;
 pub mod error;
+pub mod local;
 pub mod login;
 pub mod prepared;
 pub mod requests;
@@ -123,13 +124,13 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     let _pool_client = PoolClient(&pool);
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked).await;
-    if settings.log_disconnections {
+    if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
         tracing::info!(
             duration_s = started.elapsed().as_secs_f64(),
-            "closing because: client close request"
+            "closing because: {reason}"
         );
     }
-    result
+    result.map(|_| ())
 }
 
 /// Keeps a pool's client count right however the client leaves.
@@ -177,7 +178,7 @@ async fn welcome_and_run(
     rbuf: BytesMut,
     req: StartupRequest,
     tracked: Vec<String>,
-) -> Result<(), ClientError> {
+) -> Result<String, ClientError> {
     // Until a pool has logged in once it has no parameters to show: log in now, and keep
     // that server for this client (as PgBouncer does, login errors surface at client login).
     let mut linked: Option<ServerGuard> = None;
@@ -227,6 +228,5 @@ async fn welcome_and_run(
         limits: SessionLimits::resolve(&app.config(), &req.user),
         statements: Default::default(),
     };
-    session.run(linked).await;
-    Ok(())
+    Ok(session.run(linked).await)
 }
