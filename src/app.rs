@@ -20,6 +20,8 @@ pub struct App {
     pub cancels: CancelRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
+    /// The Prometheus registry and the counters kept in it (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
     tls: Option<tokio_rustls::TlsConnector>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
@@ -43,6 +45,7 @@ impl App {
             cancels: CancelRegistry::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
+            metrics: crate::metrics::Metrics::new(),
             tls,
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

@@ -34,6 +34,9 @@ pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
     async move {
         let _count = app.count_client();
         if let Err(e) = serve_inner(&app, &mut stream).await {
+            // Every error that reaches here ended a login: after the welcome the session
+            // handles its own errors.
+            app.metrics.login_failures.record(&e);
             if app.config().settings.log_pooler_errors {
                 tracing::info!(error = %e.message, "pooler error");
             }
