@@ -79,6 +79,9 @@ fn main() -> ExitCode {
         quiet: cli.quiet,
         verbose,
         json,
+        syslog: config.settings.syslog,
+        syslog_ident: &config.settings.syslog_ident,
+        syslog_facility: &config.settings.syslog_facility,
     }) {
         eprintln!("FATAL cannot open log: {e}");
         return ExitCode::from(1);

@@ -58,6 +58,8 @@ pub fn login_failure_reason(e: &ClientError) -> &'static str {
         "login_timeout"
     } else if is(&pe::QUERY_WAIT_TIMEOUT) {
         "query_wait_timeout"
+    } else if m.starts_with("TLS handshake failed") || m.starts_with("direct TLS") {
+        "tls_handshake"
     } else if m == "client unexpected eof" {
         "client_gone"
     } else if m.contains("server login") || m.contains("connect failed") || m.contains("server") {
