@@ -11,6 +11,9 @@ use crate::metrics::family::{Families, Family};
 use crate::pool::Pool;
 use crate::stats::StatsTotals;
 
+/// The admin console's virtual database (and its pool's user), listed by SHOW like any other.
+const ADMIN_DB: &str = crate::config::connstr::ADMIN_DB;
+
 /// What `SHOW POOLS` reports about one pool's clients and servers.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PoolStateCounts {
@@ -70,7 +73,11 @@ pub fn collect(app: &App, version: &str, out: &mut Families) {
 
     client_connections(&pools, out);
     databases(app, &pools, out);
-    stats_totals(&pools, out);
+    // Every configured database has a SHOW STATS_TOTALS row, traffic or not (and so does the
+    // admin console's), so the names are there from the first scrape.
+    let mut names: Vec<&str> = config.databases.keys().map(String::as_str).collect();
+    names.push(ADMIN_DB);
+    stats_totals(&names, &pools, out);
     pool_gauges(&pools, out);
 }
 
@@ -128,6 +135,7 @@ fn client_connections(pools: &[Arc<Pool>], out: &mut Families) {
             }
         }
     }
+    // absent while no client is connected (the prometheus encoder refuses empty families)
     out.push(f);
 }
 
@@ -175,11 +183,11 @@ fn databases(app: &App, pools: &[Arc<Pool>], out: &mut Families) {
         .collect();
     // The admin console's own row, as PgBouncer lists it.
     rows.push(DbRow {
-        name: "pgbouncer".into(),
+        name: ADMIN_DB.into(),
         host: String::new(),
         port: config.settings.listen_port.to_string(),
-        database: "pgbouncer".into(),
-        force_user: "pgbouncer".into(),
+        database: ADMIN_DB.into(),
+        force_user: ADMIN_DB.into(),
         pool_mode: "statement".into(),
         pool_size: 2.0,
         reserve_pool: 0.0,
@@ -236,17 +244,24 @@ fn databases(app: &App, pools: &[Arc<Pool>], out: &mut Families) {
     }
 }
 
-/// Per-database totals: the sum over that database's pools (as `SHOW STATS_TOTALS`).
-pub fn totals_by_database(pools: &[Arc<Pool>]) -> BTreeMap<String, StatsTotals> {
-    let mut by_db: BTreeMap<String, StatsTotals> = BTreeMap::new();
+/// Per-database totals: the sum over that database's pools (as `SHOW STATS_TOTALS`), with a
+/// zero row for each of `databases` that has no pool yet.
+pub fn totals_by_database(
+    databases: &[&str],
+    pools: &[Arc<Pool>],
+) -> BTreeMap<String, StatsTotals> {
+    let mut by_db: BTreeMap<String, StatsTotals> = databases
+        .iter()
+        .map(|d| (d.to_string(), StatsTotals::default()))
+        .collect();
     for p in pools {
         *by_db.entry(p.def.db_name.clone()).or_default() += p.stats.totals();
     }
     by_db
 }
 
-fn stats_totals(pools: &[Arc<Pool>], out: &mut Families) {
-    let by_db = totals_by_database(pools);
+fn stats_totals(databases: &[&str], pools: &[Arc<Pool>], out: &mut Families) {
+    let by_db = totals_by_database(databases, pools);
     type Pick = fn(&StatsTotals) -> f64;
     let counters: [(&str, &str, Pick); 12] = [
         (
@@ -320,8 +335,18 @@ fn stats_totals(pools: &[Arc<Pool>], out: &mut Families) {
 }
 
 fn pool_gauges(pools: &[Arc<Pool>], out: &mut Families) {
-    let rows: Vec<(&Pool, PoolStateCounts)> =
-        pools.iter().map(|p| (&**p, pool_state_counts(p))).collect();
+    let mut rows: Vec<(&str, &str, PoolStateCounts)> = pools
+        .iter()
+        .map(|p| {
+            (
+                p.def.db_name.as_str(),
+                p.def.login_user.as_str(),
+                pool_state_counts(p),
+            )
+        })
+        .collect();
+    // SHOW POOLS always lists the admin console's own pool.
+    rows.push((ADMIN_DB, ADMIN_DB, PoolStateCounts::default()));
     type Pick = fn(&PoolStateCounts) -> f64;
     let gauges: [(&str, &str, Pick); 12] = [
         (
@@ -387,11 +412,8 @@ fn pool_gauges(pools: &[Arc<Pool>], out: &mut Families) {
     ];
     for (name, help, pick) in gauges {
         let mut f = Family::gauge(&format!("pgbouncer_pools_{name}"), help);
-        for (p, c) in &rows {
-            f.add(
-                &[("database", &p.def.db_name), ("user", &p.def.login_user)],
-                pick(c),
-            );
+        for (db, user, c) in &rows {
+            f.add(&[("database", db), ("user", user)], pick(c));
         }
         out.push(f);
     }

@@ -89,7 +89,8 @@ impl Family {
     }
 }
 
-/// Collects finished families; empty ones are dropped (as `Registry::gather` does).
+/// Collects finished families; empty ones are dropped (as `Registry::gather` does, and the
+/// text encoder refuses them).
 #[derive(Default)]
 pub struct Families(pub Vec<MetricFamily>);
 
