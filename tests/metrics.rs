@@ -258,3 +258,62 @@ async fn probes_follow_the_shutdown() {
         b.log()
     );
 }
+
+/// Kerberos upstream (real MIT KDC lab): GSS logins are counted, a failure is counted by reason,
+/// and the ticket expiry gauge shows a positive number of seconds.
+#[tokio::test]
+async fn gss_logins_failures_and_ticket_expiry() {
+    use common::kdc::{KrbLab, LabOptions};
+    if !KrbLab::available() {
+        eprintln!("SKIPPED: the Kerberos lab needs krb5-kdc, krb5-admin-server, openssl");
+        return;
+    }
+    let lab = KrbLab::start(LabOptions::default());
+    let metrics_port = free_port();
+    let db = |name: &str, extra: &str| {
+        format!(
+            "{name} = host=localhost port={} dbname=labdb user={} {extra}",
+            lab.pg_port(),
+            lab.user_principal()
+        )
+    };
+    let mut cfg = BouncerConfig::new()
+        .auth("app", "app-password")
+        .database(db("good", &format!("server_krb_spn={}", lab.spn())))
+        .database(db("bad", "server_krb_spn=postgres/nohost@TEST.LOCAL"))
+        .set("server_gssauth_negotiate", "allow")
+        .set("server_connect_timeout", "3")
+        .set("metrics_addr", format!("127.0.0.1:{metrics_port}"));
+    for (k, v) in lab.env() {
+        if k.starts_with("KRB5") && k != "KRB5CCNAME" {
+            cfg = cfg.env(&k, v);
+        }
+    }
+    let b = cfg.env("KRB5CCNAME", "MEMORY:krbouncer").start();
+    let ok = query_one(&b, "app", "app-password", "good", "SELECT 1").await;
+    assert_eq!(ok.as_deref(), Ok("1"), "{}", b.log());
+    assert_login_fails(&b, "app", "app-password", "bad").await;
+    let s = scrape(metrics_port);
+    let logins = value(&s, "krbouncer_gss_logins_total", &[("purpose", "auth")]);
+    assert!(
+        logins.is_some_and(|n| n >= 1.0),
+        "{}",
+        get(metrics_port, "/metrics").1
+    );
+    let failures: f64 = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "krbouncer_gss_failures_total")
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(failures >= 1.0, "{}", get(metrics_port, "/metrics").1);
+    let expiry = value(&s, "krbouncer_kerberos_ticket_expiry_seconds", &[]);
+    assert!(
+        expiry.is_some_and(|secs| secs > 0.0),
+        "{expiry:?}\n{}",
+        b.log()
+    );
+}
