@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::bouncer::{Bouncer, BouncerConfig, run_expect_fail};
+use common::bouncer::{Bouncer, BouncerConfig, run_expect_fail, run_to_exit, write_config};
 use common::client::Failure;
 use common::pg::{self, PgCluster};
 use rcgen::{
@@ -349,5 +349,11 @@ fn bad_tls_settings_are_refused_at_startup() {
         let (status, log, _) = run_expect_fail(&cfg.ini_template(), &cfg.users_txt());
         assert!(!status.success());
         assert!(log.contains(needle), "{needle} in:\n{log}");
+        // --check reports it too, without starting
+        let (_dir, ini) = write_config(&cfg.ini_template(), &cfg.users_txt());
+        let ini = ini.display().to_string();
+        let (status, out, err) = run_to_exit(&["--check", &ini], &[], Duration::from_secs(10));
+        assert!(!status.success(), "{out}{err}");
+        assert!(err.contains(needle), "{needle} in:\n{err}");
     }
 }
