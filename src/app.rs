@@ -22,7 +22,11 @@ pub struct App {
     pub statements: crate::client::prepared::StatementRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
+    /// The Prometheus registry and the counters kept in it (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
     tls: Option<tokio_rustls::TlsConnector>,
+    /// The downstream TLS acceptor; swapped by `net::client_tls::rebuild` on reload.
+    pub client_tls: crate::net::client_tls::ClientTls,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
 }
@@ -31,6 +35,8 @@ pub struct App {
 pub enum AppError {
     #[error("server TLS setup: {0}")]
     Tls(String),
+    #[error("client TLS setup: {0}")]
+    ClientTls(String),
 }
 
 impl App {
@@ -39,6 +45,10 @@ impl App {
             &config.settings,
         ))
         .map_err(|e| AppError::Tls(e.to_string()))?;
+        let client_tls = crate::net::client_tls::ClientTls::new(
+            &crate::net::client_tls::ClientTlsSettings::from_settings(&config.settings),
+        )
+        .map_err(AppError::ClientTls)?;
         Ok(Arc::new(App {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
@@ -46,7 +56,9 @@ impl App {
             statements: Default::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
+            metrics: crate::metrics::Metrics::new(),
             tls,
+            client_tls,
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
         }))

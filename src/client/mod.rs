@@ -1,6 +1,7 @@
 //! One task per client: startup, login, welcome, then forwarding (session pooling).
 
 pub mod cancel;
+pub mod encryption;
 pub mod error;
 pub mod local;
 pub mod login;
@@ -18,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use crate::app::App;
+use crate::client::encryption::Negotiated;
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
@@ -26,17 +28,43 @@ use crate::net::stream::ClientStream;
 use crate::pool::{Pool, ServerGuard};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
-    BOUNCER_CONFIG_ERROR, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, no_such_database,
+    BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, SSL_REQUIRED,
+    no_such_database,
 };
 use crate::server::params::{ParamSet, tracked_names};
 
 /// Serves one accepted connection to the end.
-pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
+pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {
     let id = app.next_client_id();
     let span = tracing::info_span!("client", id, addr = %peer, db = tracing::field::Empty, user = tracing::field::Empty);
     async move {
         let _count = app.count_client();
-        if let Err(e) = serve_inner(&app, &mut stream).await {
+        let mut rbuf = BytesMut::with_capacity(1024);
+        let tls = app.client_tls.current();
+        let negotiated = tokio::time::timeout_at(
+            login_deadline(app.config().settings.client_login_timeout),
+            encryption::negotiate(stream, &mut rbuf, &tls),
+        )
+        .await
+        .unwrap_or_else(|_| Negotiated::Failed("client_login_timeout".into()));
+        let mut stream = match negotiated {
+            Negotiated::Ready(s) => s,
+            Negotiated::Refused(mut s, e) => {
+                app.metrics.login_failures.record(&e);
+                tracing::info!(error = %e.message, "pooler error");
+                send_error(&mut s, &e).await;
+                return;
+            }
+            Negotiated::Failed(reason) => {
+                app.metrics.login_failures.record(&protocol(reason.clone()));
+                tracing::info!(%reason, "closing before startup");
+                return;
+            }
+        };
+        if let Err(e) = serve_inner(&app, &mut stream, rbuf, tls.requires_tls()).await {
+            // Every error that reaches here ended a login: after the welcome the session
+            // handles its own errors.
+            app.metrics.login_failures.record(&e);
             if app.config().settings.log_pooler_errors {
                 tracing::info!(error = %e.message, "pooler error");
             }
@@ -48,11 +76,15 @@ pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
     .await
 }
 
-async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), ClientError> {
+async fn serve_inner(
+    app: &Arc<App>,
+    stream: &mut ClientStream,
+    mut rbuf: BytesMut,
+    tls_required: bool,
+) -> Result<(), ClientError> {
     let config = app.config();
     let settings = &config.settings;
     let tracked = tracked_names(&settings.tracked_extra_parameters());
-    let mut rbuf = BytesMut::with_capacity(1024);
     let first = tokio::time::timeout_at(
         login_deadline(settings.client_login_timeout),
         read_first_packet(
@@ -77,6 +109,9 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     let span = tracing::Span::current();
     span.record("db", req.database.as_str());
     span.record("user", req.user.as_str());
+    if tls_required && stream.is_plain_tcp() {
+        return Err(SSL_REQUIRED);
+    }
     if app.client_count() > settings.max_client_conn as usize {
         return Err(MAX_CLIENT_CONN);
     }
@@ -85,19 +120,23 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     }
     negotiate_protocol(stream, &req).await?;
     let secret = config.auth_file.users.get(&req.user);
-    let authenticated = tokio::time::timeout_at(
-        login_deadline(settings.client_login_timeout),
-        login::authenticate(
-            stream,
-            &mut rbuf,
-            settings.auth_type,
-            &req.user,
-            secret,
-            settings.scram_iterations.max(1) as u32,
-        ),
-    )
-    .await
-    .map_err(|_| protocol("client_login_timeout"))??;
+    let authenticated = if settings.auth_type == AuthType::Cert {
+        cert_login(stream, &req.user)?
+    } else {
+        tokio::time::timeout_at(
+            login_deadline(settings.client_login_timeout),
+            login::authenticate(
+                stream,
+                &mut rbuf,
+                settings.auth_type,
+                &req.user,
+                secret,
+                settings.scram_iterations.max(1) as u32,
+            ),
+        )
+        .await
+        .map_err(|_| protocol("client_login_timeout"))??
+    };
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
     let Some(db) = config.database_for(&req.database) else {
@@ -108,7 +147,7 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
     }
     if settings.log_connections {
         tracing::info!(
-            tls = "no",
+            tls = %stream.tls_description(),
             "login attempt: db={} user={}",
             req.database,
             req.user
@@ -131,6 +170,18 @@ async fn serve_inner(app: &Arc<App>, stream: &mut ClientStream) -> Result<(), Cl
         );
     }
     result.map(|_| ())
+}
+
+/// `auth_type = cert`: a TLS client certificate (already verified against
+/// `client_tls_ca_file` by the handshake) whose subject CN is the user name.
+fn cert_login(stream: &ClientStream, user: &str) -> Result<login::Authenticated, ClientError> {
+    match stream.peer_common_name() {
+        Some(cn) if cn == user => Ok(login::Authenticated { scram_keys: None }),
+        cn => {
+            tracing::info!(user, certificate_cn = ?cn, "certificate authentication failed");
+            Err(CERT_AUTH_FAILED)
+        }
+    }
 }
 
 /// Keeps a pool's client count right however the client leaves.
