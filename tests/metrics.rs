@@ -176,7 +176,6 @@ async fn exporter_names_appear_with_live_values() {
 }
 
 #[tokio::test]
-#[ignore = "query/byte counters are recorded by the session loop (issue 4); un-ignore once merged"]
 async fn counters_move_as_queries_run() {
     let (b, port) = bouncer();
     query_one(&b, USER, PASS, "testdb", "SELECT 1")
