@@ -1,0 +1,143 @@
+//! The relay's hot path on in-memory streams: one transaction-mode round trip (a Query in, a
+//! result set out, released at ReadyForQuery) with small rows and with 1 MiB rows. Criterion
+//! reports bytes per second; allocations per relayed message are counted with a wrapping
+//! allocator and printed once per case.
+//!
+//! Run: `cargo bench --bench relay` (add `-- --quick` for a short run).
+
+use std::alloc::System;
+use std::hint::black_box;
+
+use bytes::{BufMut, BytesMut};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use krbouncer::client::watch::LinkWatcher;
+use krbouncer::config::PoolMode;
+use krbouncer::net::relay::{Dir, Pump, RelayEnd, relay};
+use krbouncer::server::params::ParamSet;
+use krbouncer::stats::PoolStats;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn message(buf: &mut BytesMut, tag: u8, body: &[u8]) {
+    buf.put_u8(tag);
+    buf.put_u32(body.len() as u32 + 4);
+    buf.put_slice(body);
+}
+
+/// RowDescription-less result: `rows` DataRows of one `row_size`-byte column, then
+/// CommandComplete and ReadyForQuery('I').
+fn response(rows: usize, row_size: usize) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut row = Vec::with_capacity(row_size + 6);
+    row.extend_from_slice(&1u16.to_be_bytes());
+    row.extend_from_slice(&(row_size as u32).to_be_bytes());
+    row.resize(row_size + 6, b'x');
+    for _ in 0..rows {
+        message(&mut out, b'D', &row);
+    }
+    message(&mut out, b'C', b"SELECT 1\0");
+    message(&mut out, b'Z', b"I");
+    out
+}
+
+struct Rig {
+    /// Our ends: the relay's client and server sides.
+    client: DuplexStream,
+    server: DuplexStream,
+    /// The far ends: what the "application" and the "database" hold.
+    app: DuplexStream,
+    db: DuplexStream,
+    query: BytesMut,
+    response: BytesMut,
+    sink: Vec<u8>,
+}
+
+impl Rig {
+    fn new(rows: usize, row_size: usize) -> Rig {
+        let cap = 8 * rows * (row_size + 16) + (1 << 16);
+        let (client, app) = tokio::io::duplex(cap);
+        let (server, db) = tokio::io::duplex(cap);
+        let mut query = BytesMut::new();
+        message(&mut query, b'Q', b"SELECT x FROM t\0");
+        Rig {
+            client,
+            server,
+            app,
+            db,
+            query,
+            response: response(rows, row_size),
+            sink: vec![0; cap],
+        }
+    }
+
+    /// One round trip through the relay; returns the bytes delivered to the application.
+    async fn round_trip(&mut self) -> usize {
+        self.app.write_all(&self.query).await.expect("duplex");
+        self.db.write_all(&self.response).await.expect("duplex");
+        let stats = PoolStats::default();
+        let (mut sp, mut cp) = (ParamSet::new(), ParamSet::new());
+        let tracked: Vec<String> = Vec::new();
+        let mut w = LinkWatcher::new(
+            PoolMode::Transaction,
+            &mut sp,
+            &mut cp,
+            &tracked,
+            None,
+            &stats,
+        );
+        let mut c2s = Pump::new(Dir::ToServer, usize::MAX >> 1);
+        let mut s2c = Pump::new(Dir::ToClient, usize::MAX >> 1);
+        let end = relay(
+            &mut self.client,
+            &mut self.server,
+            &mut c2s,
+            &mut s2c,
+            &mut w,
+        )
+        .await;
+        assert!(matches!(end, RelayEnd::ServerStop), "{end:?}");
+        let mut got = 0;
+        while got < self.response.len() {
+            got += self.app.read(&mut self.sink[got..]).await.expect("duplex");
+        }
+        let mut q = [0u8; 64];
+        let _ = self.db.read(&mut q).await.expect("duplex");
+        got
+    }
+}
+
+fn bench_case(c: &mut Criterion, name: &str, rows: usize, row_size: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rig = Rig::new(rows, row_size);
+    // warm up, then count allocations of one round trip
+    rt.block_on(rig.round_trip());
+    let region = Region::new(GLOBAL);
+    let bytes = rt.block_on(rig.round_trip());
+    let allocs = region.change().allocations;
+    let messages = rows + 3; // Query, DataRows, CommandComplete, ReadyForQuery
+    eprintln!(
+        "{name}: {bytes} bytes, {messages} messages, {allocs} allocations per round trip ({:.3} per message)",
+        allocs as f64 / messages as f64
+    );
+    let mut group = c.benchmark_group("relay");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function(name, |b| {
+        b.iter(|| black_box(rt.block_on(rig.round_trip())));
+    });
+    group.finish();
+}
+
+fn relay_benches(c: &mut Criterion) {
+    bench_case(c, "small_rows_1000x32B", 1000, 32);
+    bench_case(c, "large_rows_8x1MiB", 8, 1 << 20);
+}
+
+criterion_group!(benches, relay_benches);
+criterion_main!(benches);
