@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::auth::gss::GssRuntime;
 use crate::client::cancel::CancelRegistry;
+use crate::client::registry::ClientRegistry;
 use crate::config::Config;
 use crate::pool::PoolRegistry;
 use crate::pool::checkout::Upstream;
@@ -20,7 +21,14 @@ pub struct App {
     pub cancels: CancelRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
-    tls: Option<tokio_rustls::TlsConnector>,
+    /// Upstream TLS connector; rebuilt by reload when the TLS files or settings change.
+    tls: RwLock<Option<tokio_rustls::TlsConnector>>,
+    /// Logged-in clients (SHOW CLIENTS, KILL, KILL_CLIENT).
+    pub client_registry: ClientRegistry,
+    /// stats_period averages (SHOW STATS avg_*, log_stats).
+    pub stats_clock: crate::stats_period::StatsClock,
+    /// Serialises RELOAD / SIGHUP / SET so two reloads never interleave.
+    pub reload_lock: tokio::sync::Mutex<()>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
 }
@@ -43,7 +51,10 @@ impl App {
             cancels: CancelRegistry::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
-            tls,
+            tls: RwLock::new(tls),
+            client_registry: ClientRegistry::default(),
+            stats_clock: crate::stats_period::StatsClock::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
         }))
@@ -57,10 +68,20 @@ impl App {
             .clone()
     }
 
+    /// Installs a new configuration snapshot (reload, SET); running tasks keep the old one.
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// Installs a rebuilt upstream TLS connector (reload).
+    pub fn set_tls(&self, tls: Option<tokio_rustls::TlsConnector>) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+    }
+
     pub fn upstream(&self) -> Upstream<'_> {
         Upstream {
             gss: &self.gss,
-            tls: self.tls.as_ref(),
+            tls: self.tls.read().unwrap_or_else(|p| p.into_inner()).clone(),
             registry: &self.pools,
         }
     }

@@ -30,6 +30,8 @@ pub struct Session<'a> {
     pub params: ParamSet,
     pub tracked: Vec<String>,
     pub cancel: Arc<CancelSlot>,
+    /// This client's SHOW CLIENTS entry (state, link, kill switch).
+    pub entry: Arc<crate::client::registry::ClientEntry>,
 }
 
 /// Maps a checkout failure to what the client sees.
@@ -50,8 +52,13 @@ impl Session<'_> {
             if !self.wait_for_first_request().await {
                 return;
             }
+            self.entry.start_waiting();
             match self.pool.checkout(&self.app.upstream()).await {
-                Ok(g) => linked = Some(g),
+                Ok(g) => {
+                    g.link_client(self.entry.id);
+                    self.entry.linked(g.server_id());
+                    linked = Some(g)
+                }
                 Err(e) => return send_error(self.stream, &checkout_error(e)).await,
             }
         }
@@ -86,6 +93,7 @@ impl Session<'_> {
                 "client left the server busy, closing it"
             );
         }
+        self.entry.unlinked();
         guard.release(clean && server_fine).await;
     }
 

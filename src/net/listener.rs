@@ -126,7 +126,13 @@ impl Listeners {
                                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                             }
                         },
-                        _ = stop.changed() => return,
+                        // as PgBouncer 1.25 (#1305): during shutdown the unix socket still
+                        // accepts admin console logins (others get "server shutting down")
+                        r = stop.changed() => if r.is_err()
+                            || app.shutdown.mode() == crate::shutdown::ShutdownMode::Immediate
+                        {
+                            return;
+                        },
                     }
                 }
             }));
