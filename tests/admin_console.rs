@@ -292,3 +292,43 @@ async fn set_changes_the_running_config() {
         .expect_err("unknown key");
     assert!(e.contains("SET failed"), "{e}");
 }
+
+#[tokio::test]
+async fn process_owner_over_unix_socket_needs_no_password() {
+    let b = admin_config(&[]).start();
+    // the tests run as the bouncer's own OS user: PgBouncer's admin_pre_login rule
+    let (c, _t) = connect_conninfo(&b.conninfo_unix("pgbouncer", "", "pgbouncer"))
+        .await
+        .unwrap_or_else(|e| panic!("{}\n{}", error_text(&e), b.log()));
+    admin_query(&c, "RECONNECT").await.expect("admin rights");
+}
+
+#[tokio::test]
+async fn log_stats_lines_and_byte_counters() {
+    let b = admin_config(&[("stats_period", "1"), ("log_stats", "1")]).start();
+    let (c, task) = b
+        .connect(TRUST_USER, TRUST_PASS, "testdb")
+        .await
+        .expect("login");
+    first_value(&c, "SELECT repeat('x', 1000)")
+        .await
+        .expect("query");
+    drop(c);
+    let _ = task.await;
+    assert!(
+        b.wait_for_log(" xacts/s, ", WAIT),
+        "a stats line every stats_period\n{}",
+        b.log()
+    );
+    assert!(b.log().contains("stats: "), "{}", b.log());
+    let b = &b;
+    assert!(
+        wait::until_async(WAIT, || async move {
+            let t = show(b, "SHOW STATS_TOTALS").await;
+            t.num("database", "testdb", "bytes_sent") > 1000
+                && t.num("database", "testdb", "bytes_received") > 0
+        })
+        .await,
+        "session bytes are counted when the session ends"
+    );
+}

@@ -147,6 +147,10 @@ impl Session<'_> {
             &mut sw,
         )
         .await;
+        // session mode: bytes are counted once per session (until the issue 4 loop counts them)
+        self.pool
+            .stats
+            .record_bytes(c2s.forwarded_bytes, s2c.forwarded_bytes);
         let clean = outstanding.is_idle() && s2c.is_idle() && c2s.is_idle();
         (end, clean)
     }
