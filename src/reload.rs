@@ -4,7 +4,6 @@
 //! new clients of removed databases, and rebuild the upstream TLS connector.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::app::App;
 use crate::config::Config;
@@ -81,20 +80,13 @@ fn reconcile_pools(app: &App, old: &Config, new: &Config, server_tls_changed: bo
     for pool in app.pools.all() {
         let key = (pool.def.db_name.clone(), pool.def.login_user.clone());
         let Some(new_db) = new.database_for(&pool.def.db_name) else {
+            // new clients get "no such database" from the new config; these keep working
             tracing::info!(db = %pool.def.db_name, "database removed by reload");
-            app.pools
-                .db_control(&pool.def.db_name)
-                .removed
-                .store(true, Ordering::Relaxed);
             pool.servers.mark_all_close_needed();
             pool.close_idle_needing_close();
             app.pools.retire(&key);
             continue;
         };
-        app.pools
-            .db_control(&pool.def.db_name)
-            .removed
-            .store(false, Ordering::Relaxed);
         // the client user only matters for [users] lookups; the login user stands for it
         let new_def = PoolDef::resolve(new, &new_db, &pool.def.login_user);
         let same_def = format!("{:?}", pool.def) == format!("{new_def:?}");

@@ -280,3 +280,12 @@ async fn shutdown_wait_for_clients_keeps_admin_and_waits() {
         b.log()
     );
 }
+
+#[tokio::test]
+async fn shutdown_exits_at_once() {
+    let mut b = admin_config(&[]).start();
+    let _c = client(&b, "testdb").await;
+    // psql waits for the answer PgBouncer never sends: the connection ends with the process
+    let _ = b.psql(ADMIN, ADMIN_PASS, "pgbouncer", &["-c", "SHUTDOWN"]);
+    assert!(b.wait_exit(WAIT).is_some(), "SHUTDOWN exits\n{}", b.log());
+}

@@ -259,8 +259,6 @@ pub struct DbControl {
     pub paused: Gate,
     /// DISABLE db (until ENABLE db).
     pub disabled: AtomicBool,
-    /// Removed from the config by a reload: new clients are refused.
-    pub removed: AtomicBool,
     /// SUSPEND (only on the process-wide control).
     pub suspended: AtomicBool,
 }
