@@ -19,6 +19,8 @@ pub struct App {
     config: RwLock<Arc<Config>>,
     pub pools: PoolRegistry,
     pub cancels: CancelRegistry,
+    /// Pooler-wide prepared statements (transaction / statement pooling).
+    pub statements: crate::client::prepared::StatementRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
     /// Upstream TLS connector; rebuilt by reload when the TLS files or settings change.
@@ -49,6 +51,7 @@ impl App {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
             cancels: CancelRegistry::default(),
+            statements: Default::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
             tls: RwLock::new(tls),

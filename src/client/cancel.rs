@@ -2,7 +2,11 @@
 //! it is forwarded, on a new connection, with the key of the server the client runs on.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use rand::RngCore;
 
@@ -11,10 +15,14 @@ use crate::server::conn::CancelTarget;
 /// The key a client got at login: process id (sign bit clear, as PgBouncer) and secret.
 pub type ClientKey = (i32, [u8; 4]);
 
-/// Where a client currently runs, updated as servers are linked and unlinked.
+/// Where a client currently runs, updated as servers are linked and unlinked, and how many
+/// cancels for it are on their way (the server is not released to anyone else before they
+/// land, as PgBouncer keeps it `being_canceled`).
 #[derive(Default)]
 pub struct CancelSlot {
     target: Mutex<Option<CancelTarget>>,
+    in_flight: AtomicUsize,
+    settled: Notify,
 }
 
 impl CancelSlot {
@@ -22,15 +30,34 @@ impl CancelSlot {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
     }
 
-    pub fn unlink(&self) {
+    /// Stops new cancels from reaching the server, then waits (at most `wait`) for those
+    /// already sent.
+    pub async fn unlink(&self, wait: Duration) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let settled = self.settled.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                tracing::info!("cancel_wait_timeout: releasing server with a cancel in flight");
+                return;
+            }
+        }
     }
 
-    fn current(&self) -> Option<CancelTarget> {
-        self.target
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The current target, counted as in flight until [`CancelSlot::finish_cancel`].
+    fn begin_cancel(&self) -> Option<CancelTarget> {
+        let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        let t = target.clone()?;
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(t)
+    }
+
+    fn finish_cancel(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.settled.notify_waiters();
     }
 }
 
@@ -91,10 +118,15 @@ impl CancelRegistry {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(pid, secret))
             .cloned();
-        let Some(target) = slot.and_then(|s| s.current()) else {
-            tracing::debug!("cancel request for an unknown or idle client, dropped");
+        let Some(slot) = slot else {
+            tracing::debug!("cancel request for an unknown client, dropped");
+            return;
+        };
+        let Some(target) = slot.begin_cancel() else {
+            tracing::debug!("cancel request for an idle client, dropped");
             return;
         };
         crate::server::cancel::send_cancel(&target, timeout).await;
+        slot.finish_cancel();
     }
 }

@@ -3,7 +3,9 @@
 pub mod cancel;
 pub mod error;
 pub mod login;
+pub mod prepared;
 pub mod registry;
+pub mod requests;
 pub mod session;
 pub mod startup;
 pub mod watch;
@@ -19,7 +21,7 @@ use crate::admin::{AdminSession, access_for};
 use crate::app::App;
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::registry::{ClientAddrs, ClientEntry, NewClient};
-use crate::client::session::{Session, checkout_error};
+use crate::client::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
 use crate::config::connstr::ADMIN_DB;
@@ -325,6 +327,8 @@ async fn welcome_and_run(
         params: client_params,
         tracked,
         cancel: registration.slot.clone(),
+        limits: SessionLimits::resolve(&app.config(), &req.user),
+        statements: Default::default(),
         entry: entry.clone(),
     };
     // KILL / KILL_CLIENT: dropping the session drops its server guard, closing the server

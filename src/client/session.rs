@@ -1,7 +1,12 @@
-//! Session pooling: a server is linked to the client at its first request and stays until
-//! the client leaves; then it is reset and returned, or closed if the client left it busy.
+//! A logged-in client's life in every pool mode: wait for a request, link a server (parameters
+//! brought in line first), relay, and give the server back. Session pooling keeps the link
+//! until the client leaves; transaction and statement pooling release it at each idle
+//! ReadyForQuery with nothing owed, and link again at the next request. The timeouts of a
+//! linked client (`query_timeout`, `idle_transaction_timeout`, `transaction_timeout`) and of
+//! an idle one (`client_idle_timeout`) are enforced here.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -9,27 +14,102 @@ use tokio::io::AsyncReadExt;
 use crate::app::App;
 use crate::client::cancel::CancelSlot;
 use crate::client::error::{ClientError, protocol, send_error};
-use crate::client::watch::{ClientWatcher, Outstanding, ServerWatcher};
-use crate::net::relay::{Pump, RelayEnd, relay};
+use crate::client::prepared::ClientStatements;
+use crate::client::watch::{LinkWatcher, PreparedLink, Timing};
+use crate::config::{Config, PoolMode};
+use crate::net::relay::{Dir, Pump, RelayEnd, relay};
 use crate::net::stream::ClientStream;
 use crate::pool::{CheckoutError, Pool, ServerGuard};
 use crate::protocol::pooler_errors::{
-    INVALID_SERVER_PARAMETER, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED, SERVER_SHUTTING_DOWN,
+    CLIENT_IDLE_TIMEOUT, IDLE_TRANSACTION_TIMEOUT, INVALID_SERVER_PARAMETER, QUERY_TIMEOUT,
+    QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED, SERVER_SHUTTING_DOWN, TRANSACTION_TIMEOUT,
     server_login_retry,
 };
 use crate::server::params::{ParamSet, sync_query};
 use crate::server::query::run_simple;
+
+/// How often a linked client's timeouts are re-evaluated when one is configured: a state
+/// change (a query starting, a transaction going idle) is noticed at most this late.
+const TIMEOUT_RECHECK: Duration = Duration::from_millis(250);
+
+/// Per-client limits, resolved at login (`[users]` overrides the global settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub query_timeout: Duration,
+    pub idle_transaction_timeout: Duration,
+    pub transaction_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub cancel_wait_timeout: Duration,
+    pub max_packet_size: usize,
+    /// `max_prepared_statements`; 0 disables prepared-statement support.
+    pub max_prepared_statements: usize,
+}
+
+impl SessionLimits {
+    pub fn resolve(config: &Config, user: &str) -> SessionLimits {
+        let s = &config.settings;
+        SessionLimits {
+            query_timeout: config.query_timeout_for(user),
+            idle_transaction_timeout: config.idle_transaction_timeout_for(user),
+            transaction_timeout: config.transaction_timeout_for(user),
+            client_idle_timeout: config.client_idle_timeout_for(user),
+            cancel_wait_timeout: s.cancel_wait_timeout,
+            max_packet_size: s.max_packet_size as usize,
+            max_prepared_statements: s.max_prepared_statements.max(0) as usize,
+        }
+    }
+
+    fn linked_timeouts_enabled(&self) -> bool {
+        !(self.query_timeout.is_zero()
+            && self.idle_transaction_timeout.is_zero()
+            && self.transaction_timeout.is_zero())
+    }
+
+    /// The timeout a linked client has run into, if any.
+    fn expired(&self, t: &Timing, now: Instant) -> Option<ClientError> {
+        let over = |start: Option<Instant>, limit: Duration| {
+            !limit.is_zero() && start.is_some_and(|s| now.duration_since(s) >= limit)
+        };
+        if over(t.query_start, self.query_timeout) {
+            Some(QUERY_TIMEOUT)
+        } else if over(t.idle_in_xact_since, self.idle_transaction_timeout) {
+            Some(IDLE_TRANSACTION_TIMEOUT)
+        } else if over(t.xact_start, self.transaction_timeout) {
+            Some(TRANSACTION_TIMEOUT)
+        } else {
+            None
+        }
+    }
+
+    /// When to look at the timeouts next.
+    fn next_check(&self, t: &Timing, now: Instant) -> Instant {
+        let mut next = now + TIMEOUT_RECHECK;
+        for (start, limit) in [
+            (t.query_start, self.query_timeout),
+            (t.idle_in_xact_since, self.idle_transaction_timeout),
+            (t.xact_start, self.transaction_timeout),
+        ] {
+            if let (Some(s), false) = (start, limit.is_zero()) {
+                next = next.min(s + limit);
+            }
+        }
+        next.max(now)
+    }
+}
 
 /// A logged-in client, ready to forward.
 pub struct Session<'a> {
     pub app: &'a Arc<App>,
     pub pool: Arc<Pool>,
     pub stream: &'a mut ClientStream,
-    /// Client bytes already read (after the startup packet and login).
+    /// Client bytes already read (after the startup packet and login) and not yet relayed.
     pub rbuf: BytesMut,
     pub params: ParamSet,
     pub tracked: Vec<String>,
     pub cancel: Arc<CancelSlot>,
+    pub limits: SessionLimits,
+    /// Named prepared statements (transaction / statement pooling).
+    pub statements: ClientStatements,
     /// This client's SHOW CLIENTS entry (state, link, kill switch).
     pub entry: Arc<crate::client::registry::ClientEntry>,
 }
@@ -44,72 +124,113 @@ pub fn checkout_error(e: CheckoutError) -> ClientError {
     }
 }
 
+/// How one link ended.
+enum LinkEnd {
+    /// Transaction / statement pooling: the server is idle and goes back to the pool.
+    Released,
+    /// The client left (Terminate, EOF or a socket error); `clean` says the server is idle.
+    ClientLeft { clean: bool },
+    /// The client is disconnected with this error; `clean` as above.
+    Failed { error: ClientError, clean: bool },
+    /// The server connection broke.
+    ServerGone,
+}
+
+/// What the client did while unlinked.
+enum Idle {
+    Request,
+    Gone,
+    TimedOut,
+}
+
 impl Session<'_> {
-    /// Forwards until the client or the server goes away.
-    pub async fn run(mut self, mut linked: Option<ServerGuard>) {
-        if linked.is_none() {
-            // session mode links at the first request, so idle clients hold no server
-            if !self.wait_for_first_request().await {
-                return;
-            }
-            self.entry.start_waiting();
-            match self.pool.checkout(&self.app.upstream()).await {
-                Ok(g) => {
-                    g.link_client(self.entry.id);
-                    self.entry.linked(g.server_id());
-                    linked = Some(g)
-                }
-                Err(e) => return send_error(self.stream, &checkout_error(e)).await,
-            }
-        }
-        let Some(mut guard) = linked else { return };
-        if let Err(e) = self.sync_params(&mut guard).await {
-            return send_error(self.stream, &e).await;
-        }
-        self.cancel.link(guard.conn().cancel.clone());
-        let (end, clean) = self.forward(&mut guard).await;
-        self.cancel.unlink();
-        match &end {
-            RelayEnd::ClientStop | RelayEnd::ClientEof => {}
-            RelayEnd::ClientError(e) => tracing::debug!(error = %e, "client connection error"),
-            RelayEnd::ClientProtocol(e) => {
-                send_error(self.stream, &protocol(e.clone())).await;
-            }
-            RelayEnd::ServerStop
-            | RelayEnd::ServerEof
-            | RelayEnd::ServerError(_)
-            | RelayEnd::ServerProtocol(_) => {
-                tracing::info!(server = guard.conn().id, reason = ?end, "server connection ended");
-                send_error(self.stream, &SERVER_CONN_CRASHED).await;
-            }
-        }
-        let server_fine = matches!(
-            end,
-            RelayEnd::ClientStop | RelayEnd::ClientEof | RelayEnd::ClientError(_)
-        );
-        if !(clean && server_fine) {
-            tracing::info!(
-                server = guard.conn().id,
-                "client left the server busy, closing it"
-            );
-        }
-        self.entry.unlinked();
-        guard.release(clean && server_fine).await;
+    fn mode(&self) -> PoolMode {
+        self.pool.def.pool_mode
     }
 
-    /// Waits for the client's first bytes; false if it left (or said Terminate) first.
-    async fn wait_for_first_request(&mut self) -> bool {
+    /// Serves the client until it leaves. `linked` is a server already checked out at login.
+    pub async fn run(mut self, mut linked: Option<ServerGuard>) {
+        loop {
+            let mut guard = match linked.take() {
+                Some(g) => g,
+                None => {
+                    match self.wait_for_request().await {
+                        Idle::Request => {}
+                        Idle::Gone => return,
+                        Idle::TimedOut => {
+                            return send_error(self.stream, &CLIENT_IDLE_TIMEOUT).await;
+                        }
+                    }
+                    self.entry.start_waiting();
+                    match self.pool.checkout(&self.app.upstream()).await {
+                        Ok(g) => {
+                            g.link_client(self.entry.id);
+                            self.entry.linked(g.server_id());
+                            g
+                        }
+                        Err(e) => return send_error(self.stream, &checkout_error(e)).await,
+                    }
+                }
+            };
+            if let Err(e) = self.sync_params(&mut guard).await {
+                return send_error(self.stream, &e).await;
+            }
+            self.cancel.link(guard.conn().cancel.clone());
+            let end = self.forward(&mut guard).await;
+            // A cancel already on its way must land before the server can serve anyone else.
+            self.cancel.unlink(self.limits.cancel_wait_timeout).await;
+            self.entry.unlinked();
+            match end {
+                LinkEnd::Released => guard.release(true).await,
+                LinkEnd::ClientLeft { clean } => {
+                    if !clean {
+                        tracing::info!(
+                            server = guard.conn().id,
+                            "client left the server busy, closing it"
+                        );
+                    }
+                    return guard.release(clean).await;
+                }
+                LinkEnd::Failed { error, clean } => {
+                    send_error(self.stream, &error).await;
+                    return guard.release(clean).await;
+                }
+                LinkEnd::ServerGone => {
+                    send_error(self.stream, &SERVER_CONN_CRASHED).await;
+                    return guard.release(false).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for the client's next bytes (`client_idle_timeout` applies to unlinked clients).
+    async fn wait_for_request(&mut self) -> Idle {
+        let limit = self.limits.client_idle_timeout;
         while self.rbuf.is_empty() {
             self.rbuf.reserve(4096);
-            match self.stream.read_buf(&mut self.rbuf).await {
-                Ok(0) | Err(_) => return false,
+            let read = self.stream.read_buf(&mut self.rbuf);
+            let n = if limit.is_zero() {
+                read.await
+            } else {
+                match tokio::time::timeout(limit, read).await {
+                    Ok(r) => r,
+                    Err(_) => return Idle::TimedOut,
+                }
+            };
+            match n {
+                Ok(0) | Err(_) => return Idle::Gone,
                 Ok(_) => {}
             }
         }
-        self.rbuf.first() != Some(&b'X')
+        if self.rbuf.first() == Some(&b'X') {
+            Idle::Gone
+        } else {
+            Idle::Request
+        }
     }
 
-    /// Brings the server's tracked parameters in line with the client's, invisibly.
+    /// Brings the server's tracked parameters in line with the client's, invisibly; the
+    /// client then holds the server's spelling of each value.
     async fn sync_params(&mut self, guard: &mut ServerGuard) -> Result<(), ClientError> {
         let timeout = self.pool.def.server_connect_timeout;
         let conn = guard.conn();
@@ -118,40 +239,102 @@ impl Session<'_> {
                 tracing::warn!(error = %e, "parameter sync failed");
                 return Err(INVALID_SERVER_PARAMETER);
             }
+            let names: Vec<String> = self.params.iter().map(|(k, _)| k.to_string()).collect();
+            for name in names {
+                if let Some(v) = conn.params.get(&name) {
+                    let v = v.to_string();
+                    self.params.set(&name, &v);
+                }
+            }
         }
         Ok(())
     }
 
-    /// The relay proper; returns how it ended and whether the server is reusable.
-    async fn forward(&mut self, guard: &mut ServerGuard) -> (RelayEnd, bool) {
-        let max_packet = self.app.config().settings.max_packet_size as usize;
+    /// Relays one link until it is released, either side leaves, or a timeout fires.
+    async fn forward(&mut self, guard: &mut ServerGuard) -> LinkEnd {
+        let mode = self.mode();
+        let limits = self.limits;
+        let stats = &self.pool.stats;
         let conn = guard.conn();
-        let outstanding = Outstanding::new();
-        let mut c2s = Pump::new(max_packet).with_pending(std::mem::take(&mut self.rbuf));
-        let mut s2c = Pump::new(max_packet).with_pending(std::mem::take(&mut conn.rbuf));
-        let mut cw = ClientWatcher {
-            outstanding: &outstanding,
+        let mut c2s = Pump::new(Dir::ToServer, limits.max_packet_size)
+            .with_pending(std::mem::take(&mut self.rbuf));
+        let mut s2c = Pump::new(Dir::ToClient, limits.max_packet_size)
+            .with_pending(std::mem::take(&mut conn.rbuf));
+        let prepared =
+            (mode != PoolMode::Session && limits.max_prepared_statements > 0).then(|| {
+                PreparedLink {
+                    registry: &self.app.statements,
+                    client: &mut self.statements,
+                    server: &mut conn.prepared,
+                    capacity: limits.max_prepared_statements,
+                }
+            });
+        let mut w = LinkWatcher::new(
+            mode,
+            &mut conn.params,
+            &mut self.params,
+            &self.tracked,
+            prepared,
+            stats,
+        );
+        let timers = limits.linked_timeouts_enabled();
+        let outcome = loop {
+            let check = limits.next_check(&w.timing, Instant::now());
+            tokio::select! {
+                end = relay(&mut *self.stream, &mut conn.stream, &mut c2s, &mut s2c, &mut w) => {
+                    break Ok(end);
+                }
+                // Dropping the relay future loses nothing: its state lives in the pumps and
+                // the watcher, and the next call picks up where it stopped.
+                _ = tokio::time::sleep_until(check.into()), if timers => {
+                    if let Some(e) = limits.expired(&w.timing, Instant::now()) {
+                        break Err(e);
+                    }
+                }
+            }
         };
-        let mut sw = ServerWatcher {
-            outstanding: &outstanding,
-            server_params: &mut conn.params,
-            client_params: &mut self.params,
-            tracked: &self.tracked,
-        };
-        let end = relay(
-            &mut *self.stream,
-            &mut conn.stream,
-            &mut c2s,
-            &mut s2c,
-            &mut cw,
-            &mut sw,
-        )
-        .await;
-        // session mode: bytes are counted once per session (until the issue 4 loop counts them)
-        self.pool
-            .stats
-            .record_bytes(c2s.forwarded_bytes, s2c.forwarded_bytes);
-        let clean = outstanding.is_idle() && s2c.is_idle() && c2s.is_idle();
-        (end, clean)
+        stats.record_bytes(c2s.forwarded_bytes, s2c.forwarded_bytes);
+        let clean = w.is_idle() && c2s.is_idle() && s2c.is_idle();
+        let failure = w.failure.take();
+        let release_ready = w.release_ready;
+        drop(w);
+        if let (Some(error), Ok(_)) = (failure, &outcome) {
+            return LinkEnd::Failed {
+                error,
+                clean: false,
+            };
+        }
+        match outcome {
+            Err(error) => {
+                tracing::info!(server = conn.id, reason = %error.message, "closing server");
+                LinkEnd::Failed {
+                    error,
+                    clean: false,
+                }
+            }
+            Ok(RelayEnd::ServerStop) if release_ready && !c2s.has_output() => {
+                // what the client already sent of its next request waits for the next link
+                self.rbuf = c2s.take_unread();
+                conn.rbuf = s2c.take_unread();
+                LinkEnd::Released
+            }
+            Ok(RelayEnd::ServerStop) => LinkEnd::ClientLeft { clean: false },
+            Ok(RelayEnd::ClientStop | RelayEnd::ClientEof) => LinkEnd::ClientLeft { clean },
+            Ok(RelayEnd::ClientError(e)) => {
+                tracing::debug!(error = %e, "client connection error");
+                LinkEnd::ClientLeft { clean }
+            }
+            Ok(RelayEnd::ClientProtocol(e)) => LinkEnd::Failed {
+                error: protocol(e),
+                clean: false,
+            },
+            Ok(
+                end
+                @ (RelayEnd::ServerEof | RelayEnd::ServerError(_) | RelayEnd::ServerProtocol(_)),
+            ) => {
+                tracing::info!(server = conn.id, reason = ?end, "server connection ended");
+                LinkEnd::ServerGone
+            }
+        }
     }
 }

@@ -1,108 +1,407 @@
-//! What session forwarding watches in each direction: Terminate from the client, and
-//! ReadyForQuery / ParameterStatus from the server, plus enough request counting to know
-//! whether a server is idle at a message boundary when the client leaves.
+//! What the relay reads while a client is linked to a server, in every pool mode: requests are
+//! queued as they go out and matched with their responses (so a server is only released at an
+//! idle ReadyForQuery with nothing owed), ParameterStatus keeps both sides' tracked values,
+//! timings feed the pool's statistics and timeouts, and in transaction / statement pooling the
+//! statement-naming messages are rewritten for prepared-statement support.
+//!
+//! Everything else (DataRow, CopyData, Bind parameters...) streams through unread.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::time::Instant;
 
-use crate::net::relay::{Verdict, Watcher};
+use bytes::Bytes;
+
+use crate::client::error::ClientError;
+use crate::client::prepared::{
+    BrokenPacket, ClientStatements, ServerStatements, Statement, StatementRegistry, bind_prefix,
+    empty_message, parse_bind, parse_parse, parse_target, target_message,
+};
+use crate::client::requests::{Disposition, EndsAt, RequestQueue, Route};
+use crate::config::PoolMode;
+use crate::net::relay::{Dir, Verdict, Watcher};
 use crate::protocol::backend::parse_parameter_status;
+use crate::protocol::pooler_errors::{
+    PREPARED_STATEMENT_IN_USE, PREPARED_STATEMENT_MISSING, STATEMENT_MODE_TRANSACTION,
+};
 use crate::server::params::{ParamSet, is_tracked};
+use crate::stats::PoolStats;
 
-/// Requests in flight on a linked server. Atomics only because the two watchers live in one
-/// future that must be `Send`; there is no cross-thread sharing.
-#[derive(Default)]
-pub struct Outstanding {
-    /// Query / Sync / FunctionCall sent minus ReadyForQuery received.
-    syncs: AtomicI64,
+/// Prepared-statement state a link works with: the client's names, the server's cache.
+pub struct PreparedLink<'a> {
+    pub registry: &'a StatementRegistry,
+    pub client: &'a mut ClientStatements,
+    pub server: &'a mut ServerStatements,
+    /// `max_prepared_statements`: the server cache size.
+    pub capacity: usize,
+}
+
+/// Times the session loop's timeouts look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// When the oldest unanswered request went out (None while nothing is owed).
+    pub query_start: Option<Instant>,
+    /// When the current transaction began (None outside a transaction).
+    pub xact_start: Option<Instant>,
+    /// When the server last became idle inside a transaction (None otherwise).
+    pub idle_in_xact_since: Option<Instant>,
+}
+
+/// The watcher of one link (one client on one server until released).
+pub struct LinkWatcher<'a> {
+    pub mode: PoolMode,
+    pub requests: RequestQueue,
     /// Extended-protocol messages sent since the last Sync.
-    unsynced: AtomicBool,
+    pub unsynced: bool,
     /// Status byte of the last ReadyForQuery ('I', 'T', 'E').
-    status: AtomicU8,
-}
-
-impl Outstanding {
-    pub fn new() -> Outstanding {
-        let o = Outstanding::default();
-        o.status.store(b'I', Ordering::Relaxed);
-        o
-    }
-
-    /// Idle, outside a transaction, nothing pending: safe to reset and reuse.
-    pub fn is_idle(&self) -> bool {
-        self.syncs.load(Ordering::Relaxed) == 0
-            && !self.unsynced.load(Ordering::Relaxed)
-            && self.status.load(Ordering::Relaxed) == b'I'
-    }
-}
-
-/// Client-to-server direction.
-pub struct ClientWatcher<'a> {
-    pub outstanding: &'a Outstanding,
-}
-
-impl Watcher for ClientWatcher<'_> {
-    fn wants_whole(&self, tag: u8) -> bool {
-        tag == b'X'
-    }
-
-    fn on_message(&mut self, _tag: u8, _msg: &[u8]) -> Verdict {
-        // Terminate: the server stays with the pool, so it never sees it
-        Verdict::DropAndStop
-    }
-
-    fn on_tag(&mut self, tag: u8) {
-        match tag {
-            b'Q' | b'F' => {
-                self.outstanding.syncs.fetch_add(1, Ordering::Relaxed);
-            }
-            b'S' => {
-                self.outstanding.syncs.fetch_add(1, Ordering::Relaxed);
-                self.outstanding.unsynced.store(false, Ordering::Relaxed);
-            }
-            b'P' | b'B' | b'E' | b'D' | b'C' | b'H' => {
-                self.outstanding.unsynced.store(true, Ordering::Relaxed)
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Server-to-client direction.
-pub struct ServerWatcher<'a> {
-    pub outstanding: &'a Outstanding,
+    pub status: u8,
     pub server_params: &'a mut ParamSet,
     pub client_params: &'a mut ParamSet,
     pub tracked: &'a [String],
+    pub prepared: Option<PreparedLink<'a>>,
+    pub stats: &'a PoolStats,
+    pub timing: Timing,
+    /// Transaction / statement pooling: the server is idle with nothing owed.
+    pub release_ready: bool,
+    /// Why the client must be disconnected, when the watcher stopped the relay for it.
+    pub failure: Option<ClientError>,
+    /// The client said Terminate.
+    pub client_terminated: bool,
 }
 
-impl Watcher for ServerWatcher<'_> {
-    fn wants_whole(&self, tag: u8) -> bool {
-        tag == b'Z' || tag == b'S'
+impl<'a> LinkWatcher<'a> {
+    pub fn new(
+        mode: PoolMode,
+        server_params: &'a mut ParamSet,
+        client_params: &'a mut ParamSet,
+        tracked: &'a [String],
+        prepared: Option<PreparedLink<'a>>,
+        stats: &'a PoolStats,
+    ) -> LinkWatcher<'a> {
+        LinkWatcher {
+            mode,
+            requests: RequestQueue::default(),
+            unsynced: false,
+            status: b'I',
+            server_params,
+            client_params,
+            tracked,
+            prepared,
+            stats,
+            timing: Timing {
+                query_start: None,
+                xact_start: None,
+                idle_in_xact_since: None,
+            },
+            release_ready: false,
+            failure: None,
+            client_terminated: false,
+        }
     }
 
-    fn on_message(&mut self, tag: u8, msg: &[u8]) -> Verdict {
+    /// Idle, outside a transaction, nothing owed: safe to reset and reuse.
+    pub fn is_idle(&self) -> bool {
+        self.requests.is_empty() && !self.unsynced && self.status == b'I'
+    }
+
+    fn fail(&mut self, e: ClientError) -> Verdict {
+        self.failure = Some(e);
+        Verdict::DropAndStop
+    }
+
+    fn broken(&mut self, e: BrokenPacket) -> Verdict {
+        self.fail(crate::client::error::protocol(e.to_string()))
+    }
+
+    /// Bookkeeping common to every request the client sends.
+    fn note_request(&mut self, tag: u8) {
         match tag {
-            b'Z' => {
-                if let Some(&status) = msg.get(5) {
-                    self.outstanding.status.store(status, Ordering::Relaxed);
-                }
-                let _ = self.outstanding.syncs.fetch_update(
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                    |n| Some((n - 1).max(0)),
-                );
-            }
-            _ => {
-                if let Ok((name, value)) = parse_parameter_status(msg) {
-                    self.server_params.set(name, value);
-                    if is_tracked(name, self.tracked) {
-                        self.client_params.set(name, value);
-                    }
-                }
+            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
+            b'S' => self.unsynced = false,
+            _ => {}
+        }
+        if EndsAt::for_request(tag).is_none() {
+            return; // Flush, CopyData/Done/Fail: no response of their own
+        }
+        self.release_ready = false;
+        if self.timing.query_start.is_none() {
+            let now = Instant::now();
+            self.timing.query_start = Some(now);
+            self.timing.idle_in_xact_since = None;
+            if self.timing.xact_start.is_none() {
+                self.timing.xact_start = Some(now);
             }
         }
+    }
+
+    fn forward_request(&mut self, tag: u8) {
+        self.note_request(tag);
+        if let Some(ends) = EndsAt::for_request(tag) {
+            self.requests.push(tag, ends, Disposition::Forward, None);
+        }
+    }
+
+    fn on_ready_for_query(&mut self, msg: &[u8]) -> Verdict {
+        let status = msg.get(5).copied().unwrap_or(b'I');
+        self.status = status;
+        let now = Instant::now();
+        if self.requests.is_empty() {
+            if let Some(start) = self.timing.query_start.take() {
+                self.stats.record_query(now.duration_since(start));
+            }
+            if status == b'I' {
+                if let Some(start) = self.timing.xact_start.take() {
+                    self.stats.record_xact(now.duration_since(start));
+                }
+            } else {
+                self.timing.idle_in_xact_since = Some(now);
+            }
+        }
+        if status != b'I' && self.mode == PoolMode::Statement {
+            return self.fail(STATEMENT_MODE_TRANSACTION);
+        }
+        self.release_ready = self.mode != PoolMode::Session && self.is_idle();
         Verdict::Forward
     }
 
-    fn on_tag(&mut self, _tag: u8) {}
+    fn on_parameter_status(&mut self, msg: &[u8]) {
+        if let Ok((name, value)) = parse_parameter_status(msg) {
+            self.server_params.set(name, value);
+            if is_tracked(name, self.tracked) {
+                self.client_params.set(name, value);
+            }
+        }
+    }
+
+    fn on_command_complete(&mut self, msg: &[u8]) {
+        // DEALLOCATE ALL / DISCARD ALL drop every prepared statement of the session
+        let tag = msg.get(5..msg.len().saturating_sub(1)).unwrap_or_default();
+        if tag == b"DEALLOCATE ALL" || tag == b"DISCARD ALL" {
+            if let Some(p) = self.prepared.as_mut() {
+                p.server.clear();
+                p.client.clear();
+            }
+        }
+    }
+
+    fn forget_failed_prepares(&mut self) {
+        if self.requests.failed_prepares.is_empty() {
+            return;
+        }
+        let failed = std::mem::take(&mut self.requests.failed_prepares);
+        if let Some(p) = self.prepared.as_mut() {
+            for s in failed {
+                p.server.remove(&s.server_name);
+            }
+        }
+    }
+
+    // ---- prepared statements (transaction / statement pooling) ---------------------------
+
+    /// Prepares `stmt` on the server ahead of what the client sent, evicting the least
+    /// recently used statements beyond the cache size.
+    fn prepare_on_server(
+        &mut self,
+        stmt: std::sync::Arc<Statement>,
+        disposition: Disposition,
+        inject: &mut Vec<Bytes>,
+    ) {
+        let Some(p) = self.prepared.as_mut() else {
+            return;
+        };
+        for old in p.server.insert(stmt.clone(), p.capacity) {
+            inject.push(target_message(b'C', b'S', &old.server_name));
+            self.requests
+                .push(b'C', EndsAt::CloseComplete, Disposition::Swallow, None);
+        }
+        inject.push(stmt.parse_message());
+        self.stats.record_server_parse();
+        self.requests
+            .push(b'P', EndsAt::ParseComplete, disposition, Some(stmt));
+    }
+
+    /// The client's statement by name, prepared on this server if it is not yet.
+    fn ensure_prepared(
+        &mut self,
+        name: &str,
+        inject: &mut Vec<Bytes>,
+    ) -> Option<std::sync::Arc<Statement>> {
+        let p = self.prepared.as_mut()?;
+        let stmt = p.client.get(name)?.clone();
+        if !p.server.touch(&stmt.server_name) {
+            self.prepare_on_server(stmt.clone(), Disposition::Swallow, inject);
+        }
+        Some(stmt)
+    }
+
+    fn on_parse(&mut self, msg: &[u8], inject: &mut Vec<Bytes>) -> Verdict {
+        let (name, body) = match parse_parse(msg) {
+            Ok(v) => v,
+            Err(e) => return self.broken(e),
+        };
+        self.note_request(b'P');
+        if name.is_empty() {
+            self.requests
+                .push(b'P', EndsAt::ParseComplete, Disposition::Forward, None);
+            return Verdict::Forward;
+        }
+        self.stats.record_client_parse();
+        let Some(p) = self.prepared.as_mut() else {
+            return Verdict::Forward;
+        };
+        let stmt = p.registry.intern(body);
+        if !p.client.insert(name, stmt.clone()) {
+            tracing::info!(name, "prepared statement was already prepared");
+            return self.fail(PREPARED_STATEMENT_IN_USE);
+        }
+        if p.server.touch(&stmt.server_name) {
+            self.requests.push(
+                b'P',
+                EndsAt::ParseComplete,
+                Disposition::Fake(empty_message(b'1')),
+                None,
+            );
+        } else {
+            self.prepare_on_server(stmt, Disposition::Forward, inject);
+        }
+        Verdict::Drop
+    }
+
+    fn on_bind(&mut self, msg: &[u8], inject: &mut Vec<Bytes>) -> Verdict {
+        let (portal, stmt_name, rest_at) = match parse_bind(msg) {
+            Ok(v) => v,
+            Err(e) => return self.broken(e),
+        };
+        self.note_request(b'B');
+        if stmt_name.is_empty() {
+            self.requests
+                .push(b'B', EndsAt::BindComplete, Disposition::Forward, None);
+            return Verdict::Forward;
+        }
+        self.stats.record_bind();
+        let Some(stmt) = self.ensure_prepared(stmt_name, inject) else {
+            tracing::info!(name = stmt_name, "prepared statement not found");
+            return self.fail(PREPARED_STATEMENT_MISSING);
+        };
+        inject.push(bind_prefix(msg.len(), portal, stmt_name, &stmt.server_name));
+        self.requests
+            .push(b'B', EndsAt::BindComplete, Disposition::Forward, None);
+        Verdict::ForwardTail(rest_at)
+    }
+
+    fn on_describe(&mut self, msg: &[u8], inject: &mut Vec<Bytes>) -> Verdict {
+        let (kind, name) = match parse_target(msg, "Describe") {
+            Ok(v) => v,
+            Err(e) => return self.broken(e),
+        };
+        self.note_request(b'D');
+        if kind == b'S' && !name.is_empty() && self.prepared.is_some() {
+            // any Parse that ensure_prepared queues must go (and be answered) first
+            let Some(stmt) = self.ensure_prepared(name, inject) else {
+                tracing::info!(name, "prepared statement not found");
+                return self.fail(PREPARED_STATEMENT_MISSING);
+            };
+            self.requests
+                .push(b'D', EndsAt::Description, Disposition::Forward, None);
+            inject.push(target_message(b'D', b'S', &stmt.server_name));
+            return Verdict::Drop;
+        }
+        self.requests
+            .push(b'D', EndsAt::Description, Disposition::Forward, None);
+        Verdict::Forward
+    }
+
+    fn on_close(&mut self, msg: &[u8]) -> Verdict {
+        let (kind, name) = match parse_target(msg, "Close") {
+            Ok(v) => v,
+            Err(e) => return self.broken(e),
+        };
+        self.note_request(b'C');
+        if kind == b'S' && !name.is_empty() {
+            if let Some(p) = self.prepared.as_mut() {
+                // The server keeps its copy (other clients may use it); only the name goes.
+                p.client.remove(name);
+                self.requests.push(
+                    b'C',
+                    EndsAt::CloseComplete,
+                    Disposition::Fake(empty_message(b'3')),
+                    None,
+                );
+                return Verdict::Drop;
+            }
+        }
+        self.requests
+            .push(b'C', EndsAt::CloseComplete, Disposition::Forward, None);
+        Verdict::Forward
+    }
+}
+
+impl Watcher for LinkWatcher<'_> {
+    fn wants_whole(&self, dir: Dir, tag: u8) -> bool {
+        let ps = self.prepared.is_some();
+        match dir {
+            Dir::ToServer => tag == b'X' || (ps && matches!(tag, b'P' | b'B' | b'D' | b'C')),
+            Dir::ToClient => {
+                matches!(tag, b'Z' | b'S') || (ps && matches!(tag, b'1' | b'3' | b'C'))
+            }
+        }
+    }
+
+    fn on_message(&mut self, dir: Dir, tag: u8, msg: &[u8], inject: &mut Vec<Bytes>) -> Verdict {
+        match dir {
+            Dir::ToServer => match tag {
+                // Terminate: the server stays with the pool, so it never sees it
+                b'X' => {
+                    self.client_terminated = true;
+                    Verdict::DropAndStop
+                }
+                b'P' => self.on_parse(msg, inject),
+                b'B' => self.on_bind(msg, inject),
+                b'D' => self.on_describe(msg, inject),
+                b'C' => self.on_close(msg),
+                _ => {
+                    self.forward_request(tag);
+                    Verdict::Forward
+                }
+            },
+            Dir::ToClient => {
+                let route = self.requests.on_response(tag, inject);
+                let verdict = match tag {
+                    b'Z' => self.on_ready_for_query(msg),
+                    b'S' => {
+                        self.on_parameter_status(msg);
+                        Verdict::Forward
+                    }
+                    b'C' => {
+                        self.on_command_complete(msg);
+                        Verdict::Forward
+                    }
+                    _ => Verdict::Forward,
+                };
+                self.forget_failed_prepares();
+                match (route, verdict) {
+                    (Route::Drop, Verdict::Forward) => Verdict::Drop,
+                    (_, v) => v,
+                }
+            }
+        }
+    }
+
+    fn on_tag(&mut self, dir: Dir, tag: u8, inject: &mut Vec<Bytes>) {
+        match dir {
+            Dir::ToServer => self.forward_request(tag),
+            Dir::ToClient => {
+                let _ = self.requests.on_response(tag, inject);
+                self.forget_failed_prepares();
+            }
+        }
+    }
+
+    fn stop_when_drained(&self, dir: Dir) -> bool {
+        dir == Dir::ToClient && self.release_ready
+    }
+
+    fn take_unsolicited(&mut self, dir: Dir, out: &mut Vec<Bytes>) {
+        if dir == Dir::ToClient {
+            self.requests.take_due_fakes(out);
+        }
+    }
 }

@@ -32,7 +32,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "login_notify_message",
     "peer_id",
     "pool_idle_timeout",
-    "pool_mode",
     "resolv_conf",
     "so_reuseport",
     "syslog",

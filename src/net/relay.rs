@@ -32,26 +32,43 @@ const YIELD_BUDGET: u32 = 64;
 pub enum Verdict {
     /// Pass the message on.
     Forward,
+    /// Pass the message on without its first `n` bytes (the watcher injected a rewritten
+    /// prefix; the rest, e.g. a Bind's parameter values, still leaves without a copy).
+    ForwardTail(usize),
     /// Drop the message; keep relaying.
     Drop,
     /// Drop the message and end the relay once everything before it has been written.
     DropAndStop,
 }
 
-/// Decides which messages of one direction the pooler must read, and what happens to them.
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client to server: requests.
+    ToServer,
+    /// Server to client: responses.
+    ToClient,
+}
+
+/// Decides which messages the pooler must read, and what happens to them. One watcher sees
+/// both directions, so request bookkeeping and response handling share plain fields.
 pub trait Watcher {
     /// Whether messages with this tag must be seen whole. Others stream through, and
     /// [`Watcher::on_tag`] is told their tag only.
-    fn wants_whole(&self, tag: u8) -> bool;
-    /// Called for every message the watcher asked to see whole.
-    fn on_message(&mut self, tag: u8, msg: &[u8]) -> Verdict;
-    /// Called with the tag of every message that streams through unseen.
-    fn on_tag(&mut self, tag: u8);
-    /// Called after a write has fully reached the destination and the buffer is empty: a
-    /// point where the watcher may decide the relay should stop (e.g. a server is idle).
-    fn stop_when_drained(&self) -> bool {
+    fn wants_whole(&self, dir: Dir, tag: u8) -> bool;
+    /// Called for every message the watcher asked to see whole. Bytes pushed to `inject`
+    /// are sent, in order, before the message's own verdict applies.
+    fn on_message(&mut self, dir: Dir, tag: u8, msg: &[u8], inject: &mut Vec<Bytes>) -> Verdict;
+    /// Called with the tag of every message that streams through unseen; `inject` as above.
+    fn on_tag(&mut self, dir: Dir, tag: u8, inject: &mut Vec<Bytes>);
+    /// Called after a direction's writes have fully reached their destination and its input is
+    /// empty: a point where the watcher may decide the relay should stop (a server is idle).
+    fn stop_when_drained(&self, _dir: Dir) -> bool {
         false
     }
+    /// Messages for `dir` that no incoming message carries (e.g. a locally answered Close
+    /// that is due now). Polled after every step.
+    fn take_unsolicited(&mut self, _dir: Dir, _out: &mut Vec<Bytes>) {}
 }
 
 /// One direction of the relay: a read buffer, the output queue and the streaming state.
@@ -63,6 +80,10 @@ pub struct Pump {
     needs_flush: bool,
     stop_requested: bool,
     max_packet_size: usize,
+    /// Which way this pump moves messages (what the watcher is told).
+    dir: Dir,
+    /// Scratch for the watcher's injected messages, reused to avoid an allocation per message.
+    inject: Vec<Bytes>,
     /// Total bytes this pump forwarded (for statistics).
     pub forwarded_bytes: u64,
 }
@@ -101,8 +122,10 @@ enum StepEnd {
 }
 
 impl Pump {
-    pub fn new(max_packet_size: usize) -> Pump {
+    pub fn new(dir: Dir, max_packet_size: usize) -> Pump {
         Pump {
+            dir,
+            inject: Vec::new(),
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             out: VecDeque::with_capacity(8),
             streaming_left: 0,
@@ -124,6 +147,11 @@ impl Pump {
     /// True when nothing is buffered in either the input or the output of this direction.
     pub fn is_idle(&self) -> bool {
         self.rbuf.is_empty() && self.out.is_empty() && self.streaming_left == 0
+    }
+
+    /// True while bytes are queued for, or partly streamed to, the destination.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.streaming_left > 0
     }
 
     /// Hands back unread input (used when the relay stops at a message boundary).
@@ -150,31 +178,63 @@ impl Pump {
                 Ok(None) => break,
                 Err(e) => return Err(e.to_string()),
             };
-            if watcher.wants_whole(header.tag) {
+            if watcher.wants_whole(self.dir, header.tag) {
                 if avail.len() < header.len {
                     break; // wait for the rest; its size was bounded by peek_header
                 }
-                match watcher.on_message(header.tag, &avail[..header.len]) {
+                let verdict = watcher.on_message(
+                    self.dir,
+                    header.tag,
+                    &avail[..header.len],
+                    &mut self.inject,
+                );
+                if !self.inject.is_empty() || verdict != Verdict::Forward {
+                    self.emit(run);
+                    run = 0;
+                    self.push_injected();
+                }
+                match verdict {
                     Verdict::Forward => run += header.len,
-                    verdict @ (Verdict::Drop | Verdict::DropAndStop) => {
-                        self.emit(run);
-                        run = 0;
+                    Verdict::ForwardTail(skip) => {
+                        let skip = skip.min(header.len);
+                        self.rbuf.advance(skip);
+                        run = header.len - skip;
+                    }
+                    Verdict::Drop => self.rbuf.advance(header.len),
+                    Verdict::DropAndStop => {
                         self.rbuf.advance(header.len);
-                        if verdict == Verdict::DropAndStop {
-                            self.stop_requested = true;
-                            return Ok(());
-                        }
+                        self.stop_requested = true;
+                        return Ok(());
                     }
                 }
             } else {
-                watcher.on_tag(header.tag);
-                let n = header.len.min(avail.len());
+                watcher.on_tag(self.dir, header.tag, &mut self.inject);
+                if !self.inject.is_empty() {
+                    self.emit(run);
+                    run = 0;
+                    self.push_injected();
+                }
+                let avail_len = self.rbuf.len() - run;
+                let n = header.len.min(avail_len);
                 self.streaming_left = header.len - n;
                 run += n;
             }
         }
         self.emit(run);
         Ok(())
+    }
+
+    fn push_injected(&mut self) {
+        for b in self.inject.drain(..) {
+            self.forwarded_bytes += b.len() as u64;
+            self.out.push_back(b);
+        }
+    }
+
+    /// Queues what the watcher has to say unprompted in this pump's direction.
+    fn collect_unsolicited<W: Watcher>(&mut self, watcher: &mut W) {
+        watcher.take_unsolicited(self.dir, &mut self.inject);
+        self.push_injected();
     }
 
     fn emit(&mut self, n: usize) {
@@ -198,6 +258,7 @@ impl Pump {
         D: AsyncWrite + Unpin,
         W: Watcher,
     {
+        self.collect_unsolicited(watcher);
         // 1. drain the output queue
         while let Some(front) = self.out.front_mut() {
             match Pin::new(&mut *dst).poll_write(cx, front) {
@@ -226,7 +287,9 @@ impl Pump {
             }
         }
         if self.stop_requested
-            || (self.streaming_left == 0 && self.rbuf.is_empty() && watcher.stop_when_drained())
+            || (self.streaming_left == 0
+                && self.rbuf.is_empty()
+                && watcher.stop_when_drained(self.dir))
         {
             return Poll::Ready(Some(StepEnd::Stop));
         }
@@ -256,31 +319,30 @@ impl Pump {
 }
 
 /// Relays between `client` and `server` until one side ends or a watcher stops it.
-pub async fn relay<C, S, CW, SW>(
+pub async fn relay<C, S, W>(
     client: &mut C,
     server: &mut S,
     c2s: &mut Pump,
     s2c: &mut Pump,
-    client_watcher: &mut CW,
-    server_watcher: &mut SW,
+    watcher: &mut W,
 ) -> RelayEnd
 where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
-    CW: Watcher,
-    SW: Watcher,
+    W: Watcher,
 {
-    if let Err(e) = c2s.prime(client_watcher) {
+    debug_assert!(c2s.dir == Dir::ToServer && s2c.dir == Dir::ToClient);
+    if let Err(e) = c2s.prime(watcher) {
         return RelayEnd::ClientProtocol(e);
     }
-    if let Err(e) = s2c.prime(server_watcher) {
+    if let Err(e) = s2c.prime(watcher) {
         return RelayEnd::ServerProtocol(e);
     }
     poll_fn(|cx| {
         let mut budget = YIELD_BUDGET;
         loop {
             let mut progressed = false;
-            match c2s.poll_step(cx, client, server, client_watcher) {
+            match c2s.poll_step(cx, client, server, watcher) {
                 Poll::Ready(Some(end)) => {
                     return Poll::Ready(match end {
                         StepEnd::Eof => RelayEnd::ClientEof,
@@ -293,7 +355,7 @@ where
                 Poll::Ready(None) => progressed = true,
                 Poll::Pending => {}
             }
-            match s2c.poll_step(cx, server, client, server_watcher) {
+            match s2c.poll_step(cx, server, client, watcher) {
                 Poll::Ready(Some(end)) => {
                     return Poll::Ready(match end {
                         StepEnd::Eof => RelayEnd::ServerEof,

@@ -30,6 +30,8 @@ pub struct ServerConn {
     /// The values the server reported with ParameterStatus, kept current while linked.
     pub params: ParamSet,
     pub cancel: CancelTarget,
+    /// Statements the pooler prepared on this connection (transaction / statement pooling).
+    pub prepared: crate::client::prepared::ServerStatements,
     pub created: Instant,
     pub last_used: Instant,
     /// Held for the connection's lifetime: `max_db_connections` / `max_user_connections`.
@@ -52,6 +54,7 @@ impl ServerConn {
             rbuf,
             params,
             cancel,
+            prepared: Default::default(),
             created: now,
             last_used: now,
             limit_permits: Vec::new(),
