@@ -332,3 +332,44 @@ async fn log_stats_lines_and_byte_counters() {
         "session bytes are counted when the session ends"
     );
 }
+
+#[tokio::test]
+async fn transaction_pooling_counts_queries_and_unlinks_clients() {
+    let b = admin_config(&[("pool_mode", "transaction")]).start();
+    let (c, _t) = b
+        .connect(TRUST_USER, TRUST_PASS, "testdb")
+        .await
+        .expect("login");
+    for _ in 0..3 {
+        first_value(&c, "SELECT 1").await.expect("query");
+    }
+    let b = &b;
+    assert!(
+        wait::until_async(WAIT, || async move {
+            let t = show(b, "SHOW STATS").await;
+            t.num("database", "testdb", "total_query_count") >= 3
+                && t.num("database", "testdb", "total_xact_count") >= 3
+                && t.num("database", "testdb", "total_server_assignment_count") >= 3
+        })
+        .await,
+        "{:?}",
+        show(b, "SHOW STATS").await
+    );
+    let clients = show(b, "SHOW CLIENTS").await;
+    let mine = clients
+        .rows
+        .iter()
+        .find(|r| r[clients.col("database")].as_deref() == Some("testdb"))
+        .expect("our client");
+    assert_eq!(mine[clients.col("state")].as_deref(), Some("idle"));
+    assert_eq!(mine[clients.col("link")].as_deref(), Some(""));
+    let pools = show(b, "SHOW POOLS").await;
+    let row = pools
+        .rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("testdb"))
+        .expect("pool");
+    assert_eq!(row[pools.col("pool_mode")].as_deref(), Some("transaction"));
+    assert_eq!(row[pools.col("sv_idle")].as_deref(), Some("1"));
+    assert_eq!(row[pools.col("sv_active")].as_deref(), Some("0"));
+}
