@@ -23,8 +23,12 @@ pub struct App {
     pub statements: crate::client::prepared::StatementRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
+    /// The Prometheus registry and the counters kept in it (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// Upstream TLS connector; rebuilt by reload when the TLS files or settings change.
     tls: RwLock<Option<tokio_rustls::TlsConnector>>,
+    /// The downstream TLS acceptor; swapped by `net::client_tls::rebuild` on reload.
+    pub client_tls: crate::net::client_tls::ClientTls,
     /// Logged-in clients (SHOW CLIENTS, KILL, KILL_CLIENT).
     pub client_registry: ClientRegistry,
     /// stats_period averages (SHOW STATS avg_*, log_stats).
@@ -39,6 +43,8 @@ pub struct App {
 pub enum AppError {
     #[error("server TLS setup: {0}")]
     Tls(String),
+    #[error("client TLS setup: {0}")]
+    ClientTls(String),
 }
 
 impl App {
@@ -47,6 +53,10 @@ impl App {
             &config.settings,
         ))
         .map_err(|e| AppError::Tls(e.to_string()))?;
+        let client_tls = crate::net::client_tls::ClientTls::new(
+            &crate::net::client_tls::ClientTlsSettings::from_settings(&config.settings),
+        )
+        .map_err(AppError::ClientTls)?;
         Ok(Arc::new(App {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
@@ -54,7 +64,9 @@ impl App {
             statements: Default::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
+            metrics: crate::metrics::Metrics::new(),
             tls: RwLock::new(tls),
+            client_tls,
             client_registry: ClientRegistry::default(),
             stats_clock: crate::stats_period::StatsClock::new(),
             reload_lock: tokio::sync::Mutex::new(()),

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod pool;
 pub mod process;

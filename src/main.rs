@@ -47,6 +47,13 @@ fn main() -> ExitCode {
         eprintln!("FATAL cannot load config file: {e}");
         return ExitCode::from(1);
     }
+    // TLS files and client_tls_* values are checked before anything binds (and by --check).
+    if let Err(e) = krbouncer::net::client_tls::build(
+        &krbouncer::net::client_tls::ClientTlsSettings::from_settings(&config.settings),
+    ) {
+        eprintln!("FATAL client TLS setup: {e}");
+        return ExitCode::from(1);
+    }
     if cli.check {
         println!("configuration {} is valid", path.display());
         return ExitCode::SUCCESS;
@@ -79,6 +86,9 @@ fn main() -> ExitCode {
         quiet: cli.quiet,
         verbose,
         json,
+        syslog: config.settings.syslog,
+        syslog_ident: &config.settings.syslog_ident,
+        syslog_facility: &config.settings.syslog_facility,
     }) {
         eprintln!("FATAL cannot open log: {e}");
         return ExitCode::from(1);

@@ -46,8 +46,17 @@ pub async fn reload(app: &Arc<App>) -> Result<(), ReloadError> {
     let server_tls_changed = tls_fingerprint(&old) != tls_fingerprint(&new);
     reconcile_pools(app, &old, &new, server_tls_changed);
     app.set_config(new);
-    // client TLS: rebuilt by the OPS helper's crate::net::client_tls
-    if !rebuild_upstream_tls(app) {
+    // SIGHUP also reopens the log file (log rotation)
+    if let Err(e) = crate::logging::reopen() {
+        tracing::warn!(error = %e, "could not reopen the log file");
+    }
+    // client TLS: rebuilt by the OPS helper's crate::net::client_tls (connected clients keep
+    // their sessions; new handshakes use the new certificate)
+    let client_tls = crate::net::client_tls::rebuild(app);
+    if let Err(e) = &client_tls {
+        tracing::error!(error = %e, "TLS configuration could not be reloaded, keeping old configuration");
+    }
+    if !rebuild_upstream_tls(app) || client_tls.is_err() {
         return Err(ReloadError::Tls("see the log for the reason".to_string()));
     }
     tracing::info!("configuration reloaded");

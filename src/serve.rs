@@ -34,6 +34,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("invalid configuration: {e}"),
     }
     let app = App::new(config)?;
+    crate::metrics::start(&app).await?;
     tokio::spawn(crate::pool::janitor::run(app.clone()));
     tokio::spawn(crate::stats_period::run(app.clone()));
     let signals = app.clone();

@@ -294,7 +294,10 @@ pub async fn set(app: &Arc<App>, key: &str, value: &str) -> Outcome {
     }
     let tls_changed = key.contains("_tls_") || key.contains("_tls13_");
     app.set_config(next);
-    if tls_changed && !crate::reload::rebuild_upstream_tls(app) {
+    if tls_changed
+        && (!crate::reload::rebuild_upstream_tls(app)
+            || crate::net::client_tls::rebuild(app).is_err())
+    {
         tracing::warn!("TLS settings could not be applied, still using old configuration");
     }
     Ok(format!("SET {key}={value}"))

@@ -1,7 +1,9 @@
 //! One task per client: startup, login, welcome, then forwarding (session pooling).
 
 pub mod cancel;
+pub mod encryption;
 pub mod error;
+pub mod local;
 pub mod login;
 pub mod prepared;
 pub mod registry;
@@ -19,6 +21,7 @@ use tracing::Instrument;
 
 use crate::admin::{AdminSession, access_for};
 use crate::app::App;
+use crate::client::encryption::Negotiated;
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::registry::{ClientAddrs, ClientEntry, NewClient};
 use crate::client::session::{Session, SessionLimits, checkout_error};
@@ -29,18 +32,43 @@ use crate::net::stream::ClientStream;
 use crate::pool::{Pool, ServerGuard};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
-    ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN,
-    database_disabled, no_such_database,
+    ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, MAX_CLIENT_CONN,
+    SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
 };
 use crate::server::params::{ParamSet, tracked_names};
 
 /// Serves one accepted connection to the end.
-pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
+pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {
     let id = app.next_client_id();
     let span = tracing::info_span!("client", id, addr = %peer, db = tracing::field::Empty, user = tracing::field::Empty);
     async move {
         let _count = app.count_client();
-        if let Err(e) = serve_inner(&app, &mut stream, id).await {
+        let mut rbuf = BytesMut::with_capacity(1024);
+        let tls = app.client_tls.current();
+        let negotiated = tokio::time::timeout_at(
+            login_deadline(app.config().settings.client_login_timeout),
+            encryption::negotiate(stream, &mut rbuf, &tls),
+        )
+        .await
+        .unwrap_or_else(|_| Negotiated::Failed("client_login_timeout".into()));
+        let mut stream = match negotiated {
+            Negotiated::Ready(s) => s,
+            Negotiated::Refused(mut s, e) => {
+                app.metrics.login_failures.record(&e);
+                tracing::info!(error = %e.message, "pooler error");
+                send_error(&mut s, &e).await;
+                return;
+            }
+            Negotiated::Failed(reason) => {
+                app.metrics.login_failures.record(&protocol(reason.clone()));
+                tracing::info!(%reason, "closing before startup");
+                return;
+            }
+        };
+        if let Err(e) = serve_inner(&app, &mut stream, rbuf, tls.requires_tls(), id).await {
+            // Every error that reaches here ended a login (or a KILL): after the welcome the
+            // session handles its own errors.
+            app.metrics.login_failures.record(&e);
             if app.config().settings.log_pooler_errors {
                 tracing::info!(error = %e.message, "pooler error");
             }
@@ -55,12 +83,13 @@ pub async fn serve(app: Arc<App>, mut stream: ClientStream, peer: String) {
 async fn serve_inner(
     app: &Arc<App>,
     stream: &mut ClientStream,
+    mut rbuf: BytesMut,
+    tls_required: bool,
     id: u64,
 ) -> Result<(), ClientError> {
     let config = app.config();
     let settings = &config.settings;
     let tracked = tracked_names(&settings.tracked_extra_parameters());
-    let mut rbuf = BytesMut::with_capacity(1024);
     let first = tokio::time::timeout_at(
         login_deadline(settings.client_login_timeout),
         read_first_packet(
@@ -85,6 +114,9 @@ async fn serve_inner(
     let span = tracing::Span::current();
     span.record("db", req.database.as_str());
     span.record("user", req.user.as_str());
+    if tls_required && stream.is_plain_tcp() {
+        return Err(SSL_REQUIRED);
+    }
     // the admin console is exempt from max_client_conn and stays open during shutdown
     let to_admin = req.database == ADMIN_DB;
     if !to_admin && app.client_count() > settings.max_client_conn as usize {
@@ -99,19 +131,23 @@ async fn serve_inner(
         return admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin).await;
     }
     let secret = config.auth_file.users.get(&req.user);
-    let authenticated = tokio::time::timeout_at(
-        login_deadline(settings.client_login_timeout),
-        login::authenticate(
-            stream,
-            &mut rbuf,
-            settings.auth_type,
-            &req.user,
-            secret,
-            settings.scram_iterations.max(1) as u32,
-        ),
-    )
-    .await
-    .map_err(|_| protocol("client_login_timeout"))??;
+    let authenticated = if settings.auth_type == AuthType::Cert {
+        cert_login(stream, &req.user)?
+    } else {
+        tokio::time::timeout_at(
+            login_deadline(settings.client_login_timeout),
+            login::authenticate(
+                stream,
+                &mut rbuf,
+                settings.auth_type,
+                &req.user,
+                secret,
+                settings.scram_iterations.max(1) as u32,
+            ),
+        )
+        .await
+        .map_err(|_| protocol("client_login_timeout"))??
+    };
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
     if to_admin {
@@ -131,7 +167,7 @@ async fn serve_inner(
     }
     if settings.log_connections {
         tracing::info!(
-            tls = "no",
+            tls = %stream.tls_description(),
             "login attempt: db={} user={}",
             req.database,
             req.user
@@ -161,13 +197,25 @@ async fn serve_inner(
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
-    if settings.log_disconnections {
+    if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
         tracing::info!(
             duration_s = started.elapsed().as_secs_f64(),
-            "closing because: client close request"
+            "closing because: {reason}"
         );
     }
-    result
+    result.map(|_| ())
+}
+
+/// `auth_type = cert`: a TLS client certificate (already verified against
+/// `client_tls_ca_file` by the handshake) whose subject CN is the user name.
+fn cert_login(stream: &ClientStream, user: &str) -> Result<login::Authenticated, ClientError> {
+    match stream.peer_common_name() {
+        Some(cn) if cn == user => Ok(login::Authenticated { scram_keys: None }),
+        cn => {
+            tracing::info!(user, certificate_cn = ?cn, "certificate authentication failed");
+            Err(CERT_AUTH_FAILED)
+        }
+    }
 }
 
 /// Whether the peer of a unix-socket connection runs as this process's user.
@@ -176,7 +224,7 @@ fn same_uid_over_unix(stream: &ClientStream) -> bool {
         ClientStream::Unix(s) => s
             .peer_cred()
             .is_ok_and(|c| c.uid() == nix::unistd::getuid().as_raw()),
-        ClientStream::Tcp(_) => false,
+        ClientStream::Tcp(_) | ClientStream::Tls(_) => false,
     }
 }
 
@@ -275,7 +323,7 @@ async fn welcome_and_run(
     req: StartupRequest,
     tracked: Vec<String>,
     entry: Arc<ClientEntry>,
-) -> Result<(), ClientError> {
+) -> Result<String, ClientError> {
     // Until a pool has logged in once it has no parameters to show: log in now, and keep
     // that server for this client (as PgBouncer does, login errors surface at client login).
     let mut linked: Option<ServerGuard> = None;
@@ -332,12 +380,8 @@ async fn welcome_and_run(
         entry: entry.clone(),
     };
     // KILL / KILL_CLIENT: dropping the session drops its server guard, closing the server
-    let killed = tokio::select! {
-        _ = session.run(linked) => None,
-        reason = entry.killed() => Some(reason),
-    };
-    match killed {
-        Some(reason) => Err(reason),
-        None => Ok(()),
+    tokio::select! {
+        reason = session.run(linked) => Ok(reason),
+        reason = entry.killed() => Err(reason),
     }
 }

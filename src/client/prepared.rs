@@ -17,9 +17,30 @@ pub struct Statement {
     pub server_name: String,
     /// The Parse body after the statement name: query, parameter count and types.
     pub query_and_params: Bytes,
+    /// Some server accepted it once: a client preparing it again can be answered without a
+    /// server (its Parse cannot fail for syntax), which libpq's synchronous PQprepare needs
+    /// when every server is busy.
+    validated: std::sync::atomic::AtomicBool,
 }
 
 impl Statement {
+    pub fn new(server_name: String, query_and_params: Bytes) -> Statement {
+        Statement {
+            server_name,
+            query_and_params,
+            validated: Default::default(),
+        }
+    }
+
+    pub fn mark_validated(&self) {
+        self.validated
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_validated(&self) -> bool {
+        self.validated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A Parse message preparing this statement under its server name.
     pub fn parse_message(&self) -> Bytes {
         let mut b =
@@ -59,10 +80,10 @@ impl StatementRegistry {
             return s;
         }
         inner.next_id += 1;
-        let stmt = Arc::new(Statement {
-            server_name: format!("PGBOUNCER_{}", inner.next_id),
-            query_and_params: Bytes::copy_from_slice(query_and_params),
-        });
+        let stmt = Arc::new(Statement::new(
+            format!("PGBOUNCER_{}", inner.next_id),
+            Bytes::copy_from_slice(query_and_params),
+        ));
         inner
             .by_content
             .insert(stmt.query_and_params.clone(), Arc::downgrade(&stmt));

@@ -61,23 +61,26 @@ pub struct ClientAddrs {
 impl ClientAddrs {
     /// Reads the socket addresses of an accepted connection.
     pub fn of(stream: &ClientStream) -> ClientAddrs {
-        match stream {
-            ClientStream::Tcp(s) => {
-                let peer = s.peer_addr().ok();
-                let local = s.local_addr().ok();
-                ClientAddrs {
-                    addr: peer.map(|a| a.ip().to_string()).unwrap_or_default(),
-                    port: peer.map(|a| a.port()).unwrap_or(0),
-                    local_addr: local.map(|a| a.ip().to_string()).unwrap_or_default(),
-                    local_port: local.map(|a| a.port()).unwrap_or(0),
-                    tls: String::new(),
-                }
+        let tcp = match stream {
+            ClientStream::Tcp(s) => s,
+            ClientStream::Tls(s) => s.get_ref().0,
+            ClientStream::Unix(_) => {
+                return ClientAddrs {
+                    addr: "unix".to_string(),
+                    local_addr: "unix".to_string(),
+                    ..ClientAddrs::default()
+                };
             }
-            ClientStream::Unix(_) => ClientAddrs {
-                addr: "unix".to_string(),
-                local_addr: "unix".to_string(),
-                ..ClientAddrs::default()
-            },
+        };
+        let peer = tcp.peer_addr().ok();
+        let local = tcp.local_addr().ok();
+        ClientAddrs {
+            addr: peer.map(|a| a.ip().to_string()).unwrap_or_default(),
+            port: peer.map(|a| a.port()).unwrap_or(0),
+            local_addr: local.map(|a| a.ip().to_string()).unwrap_or_default(),
+            local_port: local.map(|a| a.port()).unwrap_or(0),
+            // PgBouncer's `tls_get_connection_info`: empty without TLS
+            tls: stream.tls_info().map(|i| i.to_string()).unwrap_or_default(),
         }
     }
 }

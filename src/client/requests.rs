@@ -73,6 +73,9 @@ struct Request {
     prepares: Option<Arc<Statement>>,
     /// A Sync (not a Query): where the server stops skipping after an extended-protocol error.
     is_sync: bool,
+    /// Not a request: where the client ended a COPY IN (CopyDone / CopyFail). Syncs before it
+    /// and after the COPY started are ignored by the server, so get no ReadyForQuery.
+    is_copy_end: bool,
 }
 
 /// What to do with one backend message.
@@ -89,6 +92,8 @@ pub struct RequestQueue {
     /// Statements whose Parse failed or was skipped: the caller removes them from the
     /// server's cache.
     pub failed_prepares: Vec<Arc<Statement>>,
+    /// The server is in COPY IN and the client has not ended it yet: Syncs are not requests.
+    pub in_copy_in: bool,
 }
 
 impl RequestQueue {
@@ -113,7 +118,46 @@ impl RequestQueue {
             disposition,
             prepares,
             is_sync: tag == b'S',
+            is_copy_end: false,
         });
+    }
+
+    /// A copy end at the head belongs to a COPY that never started (it failed first).
+    fn drop_stale_copy_ends(&mut self) {
+        while self.queue.front().is_some_and(|r| r.is_copy_end) {
+            self.queue.pop_front();
+        }
+    }
+
+    /// Records that the client ended a COPY IN it had started.
+    pub fn push_copy_end(&mut self) {
+        self.queue.push_back(Request {
+            ends_at: EndsAt::ReadyForQuery,
+            disposition: Disposition::Forward,
+            prepares: None,
+            is_sync: false,
+            is_copy_end: true,
+        });
+    }
+
+    /// The server entered COPY IN (CopyInResponse) for the request at the head: Syncs the
+    /// client sent since, up to its CopyDone / CopyFail, are ignored by the server. Returns
+    /// false when the client has not ended the COPY yet (later Syncs are ignored too, until it
+    /// does).
+    fn enter_copy_in(&mut self) -> bool {
+        let mut i = 1;
+        while i < self.queue.len() {
+            if self.queue[i].is_copy_end {
+                self.queue.remove(i);
+                return true;
+            }
+            if self.queue[i].is_sync {
+                self.queue.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        false
     }
 
     /// Fake responses now at the head of the queue (nothing real is owed before them).
@@ -145,14 +189,25 @@ impl RequestQueue {
             return Route::Forward;
         };
         let swallow = matches!(head.disposition, Disposition::Swallow);
-        if tag == b'E' && head.ends_at != EndsAt::ReadyForQuery {
+        let ends_at = head.ends_at;
+        if tag == b'E' && ends_at != EndsAt::ReadyForQuery {
             // Extended protocol: the failed request ends here and the server skips everything
             // up to the next Sync, whose ReadyForQuery still comes.
             self.fail_until_sync();
             return Route::Forward;
         }
-        if head.ends_at.ended_by(tag) {
-            self.queue.pop_front();
+        if tag == b'G' {
+            self.in_copy_in = !self.enter_copy_in();
+        }
+        if ends_at.ended_by(tag) {
+            if let Some(Request {
+                prepares: Some(stmt),
+                ..
+            }) = self.queue.pop_front()
+            {
+                stmt.mark_validated();
+            }
+            self.drop_stale_copy_ends();
         }
         if swallow { Route::Drop } else { Route::Forward }
     }
@@ -245,10 +300,7 @@ mod tests {
     #[test]
     fn extended_error_skips_to_sync() {
         let mut q = RequestQueue::default();
-        let stmt = Arc::new(Statement {
-            server_name: "PGBOUNCER_1".into(),
-            query_and_params: Bytes::new(),
-        });
+        let stmt = Arc::new(Statement::new("PGBOUNCER_1".into(), Bytes::new()));
         q.push(
             b'P',
             EndsAt::ParseComplete,
@@ -270,6 +322,38 @@ mod tests {
         assert_eq!(q.len(), 1);
         q.on_response(b'Z', &mut before);
         assert!(q.is_empty() && before.is_empty());
+    }
+
+    #[test]
+    fn syncs_sent_during_copy_in_get_no_ready_for_query() {
+        // tokio-postgres: Bind Execute Sync, then CopyData CopyDone Sync
+        let mut q = RequestQueue::default();
+        fwd(&mut q, b'B');
+        fwd(&mut q, b'E');
+        fwd(&mut q, b'S');
+        let mut before = Vec::new();
+        q.on_response(b'2', &mut before);
+        q.on_response(b'G', &mut before);
+        assert!(q.in_copy_in, "client has not sent CopyDone yet");
+        // while in_copy_in the watcher queues neither Syncs nor a copy end
+        q.in_copy_in = false;
+        fwd(&mut q, b'S');
+        q.on_response(b'C', &mut before);
+        q.on_response(b'Z', &mut before);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn copy_end_already_sent_when_copy_in_starts() {
+        let mut q = RequestQueue::default();
+        fwd(&mut q, b'Q');
+        q.push_copy_end();
+        let mut before = Vec::new();
+        q.on_response(b'G', &mut before);
+        assert!(!q.in_copy_in);
+        q.on_response(b'C', &mut before);
+        q.on_response(b'Z', &mut before);
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::app::App;
 use crate::client::cancel::CancelSlot;
 use crate::client::error::{ClientError, protocol, send_error};
+use crate::client::local::{LocalContext, answer_unlinked};
 use crate::client::prepared::ClientStatements;
 use crate::client::watch::{LinkWatcher, PreparedLink, Timing};
 use crate::config::{Config, PoolMode};
@@ -30,6 +31,9 @@ use crate::server::query::run_simple;
 
 /// How often a linked client's timeouts are re-evaluated when one is configured: a state
 /// change (a query starting, a transaction going idle) is noticed at most this late.
+/// PgBouncer's reason for a client that left by itself.
+const CLIENT_CLOSE: &str = "client close request";
+
 const TIMEOUT_RECHECK: Duration = Duration::from_millis(250);
 
 /// Per-client limits, resolved at login (`[users]` overrides the global settings).
@@ -148,17 +152,29 @@ impl Session<'_> {
         self.pool.def.pool_mode
     }
 
-    /// Serves the client until it leaves. `linked` is a server already checked out at login.
-    pub async fn run(mut self, mut linked: Option<ServerGuard>) {
+    /// Serves the client until it leaves; returns why it ended (for "closing because: ...").
+    /// `linked` is a server already checked out at login.
+    pub async fn run(mut self, mut linked: Option<ServerGuard>) -> String {
+        if self.mode() != PoolMode::Session {
+            // the server that logged in for the welcome is not this client's until it asks
+            if let Some(g) = linked.take() {
+                g.release(true).await;
+            }
+        }
         loop {
             let mut guard = match linked.take() {
                 Some(g) => g,
                 None => {
-                    match self.wait_for_request().await {
-                        Idle::Request => {}
-                        Idle::Gone => return,
-                        Idle::TimedOut => {
-                            return send_error(self.stream, &CLIENT_IDLE_TIMEOUT).await;
+                    loop {
+                        match self.wait_for_request().await {
+                            Idle::Request => {}
+                            Idle::Gone => return CLIENT_CLOSE.to_string(),
+                            Idle::TimedOut => return self.fail(&CLIENT_IDLE_TIMEOUT).await,
+                        }
+                        match self.answer_locally().await {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => return self.fail(&e).await,
                         }
                     }
                     self.entry.start_waiting();
@@ -168,12 +184,12 @@ impl Session<'_> {
                             self.entry.linked(g.server_id());
                             g
                         }
-                        Err(e) => return send_error(self.stream, &checkout_error(e)).await,
+                        Err(e) => return self.fail(&checkout_error(e)).await,
                     }
                 }
             };
             if let Err(e) = self.sync_params(&mut guard).await {
-                return send_error(self.stream, &e).await;
+                return self.fail(&e).await;
             }
             self.cancel.link(guard.conn().cancel.clone());
             let end = self.forward(&mut guard).await;
@@ -189,18 +205,49 @@ impl Session<'_> {
                             "client left the server busy, closing it"
                         );
                     }
-                    return guard.release(clean).await;
+                    guard.release(clean).await;
+                    return CLIENT_CLOSE.to_string();
                 }
                 LinkEnd::Failed { error, clean } => {
-                    send_error(self.stream, &error).await;
-                    return guard.release(clean).await;
+                    guard.release(clean).await;
+                    return self.fail(&error).await;
                 }
                 LinkEnd::ServerGone => {
-                    send_error(self.stream, &SERVER_CONN_CRASHED).await;
-                    return guard.release(false).await;
+                    guard.release(false).await;
+                    return self.fail(&SERVER_CONN_CRASHED).await;
                 }
             }
         }
+    }
+
+    /// Answers what needs no server (see `client::local`); true if nothing is left to send
+    /// to one.
+    async fn answer_locally(&mut self) -> Result<bool, ClientError> {
+        if self.mode() == PoolMode::Session || self.limits.max_prepared_statements == 0 {
+            return Ok(false);
+        }
+        let mut out = BytesMut::new();
+        let mut cx = LocalContext {
+            registry: &self.app.statements,
+            statements: &mut self.statements,
+            stats: &self.pool.stats,
+            max_packet_size: self.limits.max_packet_size,
+        };
+        let result = answer_unlinked(&mut self.rbuf, &mut cx, &mut out);
+        if !out.is_empty() {
+            self.stream
+                .write_all(&out)
+                .await
+                .map_err(|_| protocol("client unexpected eof"))?;
+        }
+        result?;
+        Ok(self.rbuf.is_empty())
+    }
+
+    /// Sends the client its error; the text is also the reason the connection closes.
+    async fn fail(&mut self, e: &ClientError) -> String {
+        send_error(self.stream, e).await;
+        e.message.to_string()
     }
 
     /// Waits for the client's next bytes (`client_idle_timeout` applies to unlinked clients).

@@ -133,6 +133,19 @@ impl<'a> LinkWatcher<'a> {
     }
 
     fn forward_request(&mut self, tag: u8) {
+        match tag {
+            b'c' | b'f' => {
+                // CopyDone / CopyFail: the Syncs the server ignored during COPY IN end here
+                if self.requests.in_copy_in {
+                    self.requests.in_copy_in = false;
+                } else {
+                    self.requests.push_copy_end();
+                }
+                return;
+            }
+            b'S' | b'H' if self.requests.in_copy_in => return,
+            _ => {}
+        }
         self.note_request(tag);
         if let Some(ends) = EndsAt::for_request(tag) {
             self.requests.push(tag, ends, Disposition::Forward, None);
@@ -346,6 +359,7 @@ impl Watcher for LinkWatcher<'_> {
     }
 
     fn on_message(&mut self, dir: Dir, tag: u8, msg: &[u8], inject: &mut Vec<Bytes>) -> Verdict {
+        tracing::trace!(?dir, tag = %(tag as char), len = msg.len(), queued = self.requests.len(), "message");
         match dir {
             Dir::ToServer => match tag {
                 // Terminate: the server stays with the pool, so it never sees it
@@ -386,6 +400,7 @@ impl Watcher for LinkWatcher<'_> {
     }
 
     fn on_tag(&mut self, dir: Dir, tag: u8, inject: &mut Vec<Bytes>) {
+        tracing::trace!(?dir, tag = %(tag as char), queued = self.requests.len(), "tag");
         match dir {
             Dir::ToServer => self.forward_request(tag),
             Dir::ToClient => {

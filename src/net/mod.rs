@@ -1,6 +1,7 @@
 //! Sockets and streams: the listener, the client/server stream types, the relay (hot loop),
 //! message reading outside the relay, TLS and GSS encryption.
 
+pub mod client_tls;
 pub mod gssenc;
 pub mod listener;
 pub mod relay;

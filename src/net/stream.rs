@@ -14,6 +14,41 @@ use crate::net::gssenc::GssEncStream;
 pub enum ClientStream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl ClientStream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+
+    /// Plain TCP: what `client_tls_sslmode = require` refuses (unix sockets are exempt).
+    pub fn is_plain_tcp(&self) -> bool {
+        matches!(self, ClientStream::Tcp(_))
+    }
+
+    /// Negotiated TLS version and cipher, None when not TLS.
+    pub fn tls_info(&self) -> Option<crate::net::client_tls::TlsInfo> {
+        match self {
+            ClientStream::Tls(s) => Some(crate::net::client_tls::tls_info(s)),
+            _ => None,
+        }
+    }
+
+    /// What the "login attempt" log line and `SHOW CLIENTS`' `tls` column say: "no" or
+    /// e.g. "TLSv1.3/TLS_AES_256_GCM_SHA384".
+    pub fn tls_description(&self) -> String {
+        self.tls_info()
+            .map_or_else(|| "no".to_string(), |i| i.to_string())
+    }
+
+    /// The CN of the client certificate, if the client sent one over TLS.
+    pub fn peer_common_name(&self) -> Option<String> {
+        match self {
+            ClientStream::Tls(s) => crate::net::client_tls::peer_common_name(s),
+            _ => None,
+        }
+    }
 }
 
 /// An upstream (PostgreSQL) connection.
@@ -64,7 +99,7 @@ macro_rules! delegate_io {
     };
 }
 
-delegate_io!(ClientStream { Tcp, Unix });
+delegate_io!(ClientStream { Tcp, Unix, Tls });
 delegate_io!(ServerStream {
     Tcp,
     Unix,

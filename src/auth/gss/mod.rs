@@ -10,5 +10,5 @@ mod runtime;
 mod target;
 
 pub use error::{GssError, GssStatus};
-pub use runtime::{GssPurpose, GssRuntime, GssSession};
+pub use runtime::{GssCountersSnapshot, GssPurpose, GssRuntime, GssSession};
 pub use target::{GssTarget, SpnSource, target_name};

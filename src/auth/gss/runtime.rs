@@ -1,7 +1,9 @@
 //! Runs GSSAPI initiator steps off the async workers: every call that may talk to the KDC or
 //! read a keytab/ccache runs in `spawn_blocking`, bounded by a semaphore and a deadline.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
@@ -52,13 +54,64 @@ impl GssPurpose {
 #[derive(Debug, Clone)]
 pub struct GssRuntime {
     limiter: Arc<Semaphore>,
+    counters: Arc<GssCounters>,
+}
+
+/// Outcomes of context establishment, for `/metrics`: contexts established by purpose and
+/// failures by [`GssError::reason_label`].
+#[derive(Debug, Default)]
+pub struct GssCounters {
+    established_auth: AtomicU64,
+    established_encryption: AtomicU64,
+    failures: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A copy of [`GssCounters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GssCountersSnapshot {
+    pub established_auth: u64,
+    pub established_encryption: u64,
+    pub failures: BTreeMap<&'static str, u64>,
+}
+
+impl GssCounters {
+    fn established(&self, purpose: GssPurpose) {
+        let c = match purpose {
+            GssPurpose::Auth => &self.established_auth,
+            GssPurpose::Encryption => &self.established_encryption,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failed(&self, e: &GssError) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        *f.entry(e.reason_label()).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> GssCountersSnapshot {
+        GssCountersSnapshot {
+            established_auth: self.established_auth.load(Ordering::Relaxed),
+            established_encryption: self.established_encryption.load(Ordering::Relaxed),
+            failures: self
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
 }
 
 impl GssRuntime {
     pub fn new(max_in_flight: usize) -> GssRuntime {
         GssRuntime {
             limiter: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            counters: Arc::default(),
         }
+    }
+
+    /// Established contexts and failures so far (for `/metrics`).
+    pub fn counters(&self) -> GssCountersSnapshot {
+        self.counters.snapshot()
     }
 
     /// Number of GSSAPI calls that could start right now.
@@ -74,7 +127,9 @@ impl GssRuntime {
         purpose: GssPurpose,
         _deadline: Duration,
     ) -> Result<GssSession, GssError> {
-        let name = target.name_for_context()?;
+        let name = target
+            .name_for_context()
+            .inspect_err(|e| self.counters.failed(e))?;
         let ctx = ClientCtx::new(None, name, purpose.flags(), Some(GSS_MECH_KRB5));
         Ok(GssSession {
             ctx: Some(ctx),
@@ -163,6 +218,22 @@ impl GssSession {
     /// server's AP-REP and returns `Ok(None)`: send nothing then (an empty GSSResponse would
     /// be a protocol violation).
     pub async fn step(
+        &mut self,
+        rt: &GssRuntime,
+        input: Option<&[u8]>,
+        deadline: Duration,
+    ) -> Result<Option<Vec<u8>>, GssError> {
+        let was_complete = self.is_complete();
+        let res = self.step_inner(rt, input, deadline).await;
+        match &res {
+            Err(e) => rt.counters.failed(e),
+            Ok(_) if !was_complete && self.is_complete() => rt.counters.established(self.purpose),
+            Ok(_) => {}
+        }
+        res
+    }
+
+    async fn step_inner(
         &mut self,
         rt: &GssRuntime,
         input: Option<&[u8]>,

@@ -1,0 +1,96 @@
+//! Before the StartupMessage on TCP: SSLRequest answered 'S' (and the TLS handshake run) or
+//! 'N' by `client_tls_sslmode`, GSSENCRequest answered 'N', and direct TLS (a TLS ClientHello
+//! as the first byte, PgBouncer 1.25 / PostgreSQL 17) with ALPN "postgresql" required.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::client::error::ClientError;
+use crate::net::client_tls::{ALPN_POSTGRESQL, ClientTlsConfig};
+use crate::net::stream::ClientStream;
+use crate::protocol::pooler_errors::{UNENCRYPTED_AFTER_GSSENC, UNENCRYPTED_AFTER_SSL};
+use crate::protocol::startup::{GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, is_direct_tls};
+
+/// How the pre-startup exchange ended.
+pub enum Negotiated {
+    /// Continue with this stream; `rbuf` holds whatever followed (the StartupMessage).
+    Ready(ClientStream),
+    /// Refuse the client with this error (sent in the clear).
+    Refused(ClientStream, ClientError),
+    /// The handshake failed or the peer left: nothing can be sent; the reason is for the log.
+    Failed(String),
+}
+
+/// Runs the exchange on a fresh connection. Unix sockets pass through untouched (their
+/// SSLRequest gets 'N' from `read_first_packet`, as PgBouncer never does TLS there).
+pub async fn negotiate(
+    stream: ClientStream,
+    rbuf: &mut BytesMut,
+    tls: &ClientTlsConfig,
+) -> Negotiated {
+    let ClientStream::Tcp(mut tcp) = stream else {
+        return Negotiated::Ready(stream);
+    };
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(1) if is_direct_tls(first[0]) => {
+            return match &tls.acceptor {
+                Some(acceptor) => handshake(acceptor, tcp, true).await,
+                None => Negotiated::Failed("direct TLS while client_tls_sslmode = disable".into()),
+            };
+        }
+        Ok(_) => {}
+        Err(_) => return Negotiated::Ready(ClientStream::Tcp(tcp)),
+    }
+    loop {
+        while rbuf.len() < 8 {
+            rbuf.reserve(256);
+            match tcp.read_buf(rbuf).await {
+                // read_first_packet reports the short packet or the silent probe
+                Ok(0) | Err(_) => return Negotiated::Ready(ClientStream::Tcp(tcp)),
+                Ok(_) => {}
+            }
+        }
+        let len = u32::from_be_bytes([rbuf[0], rbuf[1], rbuf[2], rbuf[3]]);
+        let code = i32::from_be_bytes([rbuf[4], rbuf[5], rbuf[6], rbuf[7]]);
+        if len != 8 || (code != SSL_REQUEST_CODE && code != GSSENC_REQUEST_CODE) {
+            return Negotiated::Ready(ClientStream::Tcp(tcp));
+        }
+        // Nothing may follow the request before our answer (CVE-2021-23214 class).
+        if rbuf.len() > 8 {
+            let e = if code == SSL_REQUEST_CODE {
+                UNENCRYPTED_AFTER_SSL
+            } else {
+                UNENCRYPTED_AFTER_GSSENC
+            };
+            return Negotiated::Refused(ClientStream::Tcp(tcp), e);
+        }
+        rbuf.advance(8);
+        let accept = match &tls.acceptor {
+            Some(a) if code == SSL_REQUEST_CODE => Some(a),
+            _ => None,
+        };
+        let answer: &[u8] = if accept.is_some() { b"S" } else { b"N" };
+        if tcp.write_all(answer).await.is_err() {
+            return Negotiated::Failed("client unexpected eof".into());
+        }
+        if let Some(acceptor) = accept {
+            return handshake(acceptor, tcp, false).await;
+        }
+    }
+}
+
+async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream, direct: bool) -> Negotiated {
+    match acceptor.accept(tcp).await {
+        Ok(s) => {
+            // PostgreSQL 17's rule for direct TLS: the client must have chosen our protocol.
+            if direct && s.get_ref().1.alpn_protocol() != Some(ALPN_POSTGRESQL) {
+                return Negotiated::Failed("direct TLS without ALPN \"postgresql\"".into());
+            }
+            Negotiated::Ready(ClientStream::Tls(Box::new(s)))
+        }
+        Err(e) => Negotiated::Failed(format!("TLS handshake failed: {e}")),
+    }
+}

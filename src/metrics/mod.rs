@@ -1,0 +1,99 @@
+//! Native Prometheus metrics and Kubernetes probes over HTTP at `metrics_addr`: `/metrics`
+//! (pgbouncer_exporter names plus krbouncer's own), `/healthz` and `/readyz`. The registry is
+//! owned by `App` (never the process-global default one).
+
+pub mod exporter;
+pub mod family;
+mod http;
+pub mod login_failures;
+pub mod native;
+
+use std::sync::Arc;
+
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::app::App;
+use family::Families;
+pub use http::Response;
+pub use login_failures::LoginFailures;
+
+/// What SHOW VERSION says and `pgbouncer_version_info` carries.
+pub const VERSION_STRING: &str = concat!(
+    "PgBouncer 1.25.2 (krbouncer ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+
+/// The app's registry and the counters kept in it.
+pub struct Metrics {
+    pub registry: Registry,
+    pub login_failures: LoginFailures,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        // invariant: a fresh registry has no collector with this name
+        let login_failures = LoginFailures::register(&registry)
+            .expect("invariant: fresh registry accepts the login failure counter");
+        Metrics {
+            registry,
+            login_failures,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Starts the HTTP endpoint when `metrics_addr` is set. Binding errors are startup errors.
+pub async fn start(app: &Arc<App>) -> anyhow::Result<()> {
+    let addr = app.config().settings.metrics_addr.clone();
+    if addr.is_empty() {
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(addr.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("could not listen on metrics_addr {addr}: {e}"))?;
+    tracing::info!(metrics_addr = %addr, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(http::serve(listener, app.clone()));
+    Ok(())
+}
+
+/// Ready = accepting clients: not shutting down. (A PAUSE from the admin console should also
+/// make this false; that state lives with the admin console.)
+pub fn is_ready(app: &App) -> bool {
+    !app.shutdown.is_stopping()
+}
+
+async fn route(app: &App, path: &str) -> Response {
+    match path {
+        "/metrics" => Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: render(app).await,
+        },
+        "/healthz" => Response::text(200, "ok\n"),
+        "/readyz" if is_ready(app) => Response::text(200, "ready\n"),
+        "/readyz" => Response::text(503, "not ready\n"),
+        _ => Response::text(404, "not found\n"),
+    }
+}
+
+/// The whole `/metrics` page in Prometheus text format.
+pub async fn render(app: &App) -> Vec<u8> {
+    let mut out = Families::default();
+    exporter::collect(app, VERSION_STRING, &mut out);
+    native::latency_histograms(app, &mut out);
+    native::gss(app, &mut out).await;
+    let mut families = out.0;
+    families.extend(app.metrics.registry.gather());
+    let mut buf = Vec::with_capacity(16 * 1024);
+    if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+        tracing::warn!(error = %e, "cannot encode metrics");
+    }
+    buf
+}

@@ -1,0 +1,176 @@
+//! Log output: PgBouncer-like text lines by default, JSON lines with `log_format = json`, no
+//! secret in any line of a trace-level log of md5 / SCRAM / cleartext logins (good and bad),
+//! and `logfile` reopened after a rotation (`krbouncer::logging::reopen`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::bouncer::{Bouncer, BouncerConfig};
+use common::client::{assert_login_fails, query_one};
+use common::pg::{self, PgCluster};
+
+fn bouncer(settings: &[(&str, &str)], args: &[&str]) -> Bouncer {
+    let pg = PgCluster::shared();
+    let mut cfg = BouncerConfig::new()
+        .database(format!("testdb = {}", pg.connstr("testdb")))
+        .auth(pg::TRUST_USER, pg::TRUST_PASS)
+        .auth(pg::MD5_USER, pg::MD5_PASS)
+        .auth(pg::SCRAM_USER, pg::SCRAM_PASS)
+        .auth(pg::CLEAR_USER, pg::CLEAR_PASS)
+        .args(args);
+    for (k, v) in settings {
+        cfg = cfg.set(k, v);
+    }
+    cfg.start()
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[tokio::test]
+async fn text_lines_look_like_pgbouncer() {
+    let b = bouncer(&[("log_connections", "1")], &[]);
+    query_one(&b, pg::TRUST_USER, pg::TRUST_PASS, "testdb", "SELECT 1")
+        .await
+        .expect("query");
+    assert!(b.wait_for_log("login attempt", Duration::from_secs(10)));
+    let log = b.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("login attempt"))
+        .expect("login line");
+    // 2026-01-02 03:04:05.678 UTC [1234] LOG C-1: testdb/trust_user@127.0.0.1:5555 login attempt: db=testdb user=trust_user tls=no
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(words[0].len(), 10, "{line}");
+    assert_eq!(words[1].len(), 12, "{line}");
+    assert_eq!(words[2], "UTC", "{line}");
+    let pid = words[3].trim_start_matches('[').trim_end_matches(']');
+    assert_eq!(pid, b.pid().expect("pid").to_string(), "{line}");
+    assert_eq!(words[4], "LOG", "{line}");
+    let client = words[5]
+        .strip_prefix("C-")
+        .and_then(|c| c.strip_suffix(':'));
+    assert!(client.is_some_and(is_digits), "{line}");
+    assert!(
+        words[6].starts_with("testdb/trust_user@127.0.0.1:"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("login attempt: db=testdb user=trust_user tls=no"),
+        "{line}"
+    );
+    let startup = log.lines().next().expect("first line");
+    assert!(startup.contains(" LOG listening"), "{startup}");
+}
+
+#[tokio::test]
+async fn json_lines_when_asked() {
+    let b = bouncer(&[("log_format", "json"), ("log_connections", "1")], &[]);
+    query_one(&b, pg::TRUST_USER, pg::TRUST_PASS, "testdb", "SELECT 1")
+        .await
+        .expect("query");
+    assert!(b.wait_for_log("login attempt", Duration::from_secs(10)));
+    let log = b.log();
+    let mut saw_login = false;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let msg = v["fields"]["message"].as_str().unwrap_or("");
+        if msg.starts_with("login attempt") {
+            saw_login = true;
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert_eq!(v["span"]["db"], "testdb", "{line}");
+            assert_eq!(v["fields"]["tls"], "no", "{line}");
+        }
+    }
+    assert!(saw_login, "{log}");
+}
+
+fn md5_hex(user: &str, password: &str) -> String {
+    use md5::{Digest, Md5};
+    let d = Md5::digest(format!("{password}{user}").as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Logs in with each mechanism (right and wrong password) at trace level, then greps the log
+/// for every password and md5 hash used.
+#[tokio::test]
+async fn no_secret_in_a_trace_level_log() {
+    const WRONG: &str = "Wrong-Guess-Pw-42";
+    let cases = [
+        ("md5", pg::MD5_USER, pg::MD5_PASS),
+        ("scram-sha-256", pg::SCRAM_USER, pg::SCRAM_PASS),
+        ("plain", pg::CLEAR_USER, pg::CLEAR_PASS),
+    ];
+    for (auth_type, user, pass) in cases {
+        let b = bouncer(
+            &[("auth_type", auth_type), ("log_connections", "1")],
+            &["-v", "-v"],
+        );
+        let got = query_one(&b, user, pass, "testdb", "SELECT current_user").await;
+        assert_eq!(
+            got.as_deref(),
+            Ok(user),
+            "{auth_type}: {got:?}\n{}",
+            b.log()
+        );
+        assert_login_fails(&b, user, WRONG, "testdb").await;
+        let log = b.log();
+        assert!(log.contains("login attempt"), "{log}");
+        for secret in [pass, WRONG, &md5_hex(user, pass), &md5_hex(user, WRONG)] {
+            assert!(
+                !log.contains(secret),
+                "{auth_type}: secret {secret:?} in the log:\n{log}"
+            );
+        }
+    }
+}
+
+/// In-process: this test binary installs the subscriber itself, writes, rotates, reopens.
+#[test]
+fn logfile_is_reopened_after_rotation() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("krbouncer.log");
+    let path_s = path.display().to_string();
+    krbouncer::logging::init(krbouncer::logging::LogSetup {
+        logfile: &path_s,
+        quiet: false,
+        verbose: 0,
+        json: false,
+        syslog: false,
+        syslog_ident: "pgbouncer",
+        syslog_facility: "daemon",
+    })
+    .expect("init");
+    tracing::info!("before rotation");
+    let rotated = dir.path().join("krbouncer.log.1");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    tracing::info!("still into the rotated file");
+    krbouncer::logging::reopen().expect("reopen");
+    tracing::info!("after reopen");
+    let old = std::fs::read_to_string(&rotated).expect("old");
+    let new = std::fs::read_to_string(&path).expect("new file created by reopen");
+    assert!(old.contains("LOG before rotation"), "{old}");
+    assert!(old.contains("still into the rotated file"), "{old}");
+    assert!(new.contains("LOG after reopen"), "{new}");
+    assert!(!new.contains("before rotation"), "{new}");
+}
+
+#[tokio::test]
+async fn syslog_settings_are_accepted() {
+    let b = bouncer(
+        &[
+            ("syslog", "1"),
+            ("syslog_ident", "krbouncer-test"),
+            ("syslog_facility", "local0"),
+        ],
+        &[],
+    );
+    let got = query_one(&b, pg::TRUST_USER, pg::TRUST_PASS, "testdb", "SELECT 1").await;
+    assert_eq!(got.as_deref(), Ok("1"), "{}", b.log());
+    if !std::path::Path::new("/dev/log").exists() {
+        assert!(b.log().contains("syslog is unreachable"), "{}", b.log());
+    }
+}
