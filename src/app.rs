@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::auth::gss::GssRuntime;
 use crate::client::cancel::CancelRegistry;
+use crate::client::registry::ClientRegistry;
 use crate::config::Config;
 use crate::pool::PoolRegistry;
 use crate::pool::checkout::Upstream;
@@ -24,9 +25,16 @@ pub struct App {
     pub gss: GssRuntime,
     /// The Prometheus registry and the counters kept in it (`/metrics`).
     pub metrics: crate::metrics::Metrics,
-    tls: Option<tokio_rustls::TlsConnector>,
+    /// Upstream TLS connector; rebuilt by reload when the TLS files or settings change.
+    tls: RwLock<Option<tokio_rustls::TlsConnector>>,
     /// The downstream TLS acceptor; swapped by `net::client_tls::rebuild` on reload.
     pub client_tls: crate::net::client_tls::ClientTls,
+    /// Logged-in clients (SHOW CLIENTS, KILL, KILL_CLIENT).
+    pub client_registry: ClientRegistry,
+    /// stats_period averages (SHOW STATS avg_*, log_stats).
+    pub stats_clock: crate::stats_period::StatsClock,
+    /// Serialises RELOAD / SIGHUP / SET so two reloads never interleave.
+    pub reload_lock: tokio::sync::Mutex<()>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
 }
@@ -57,8 +65,11 @@ impl App {
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
             metrics: crate::metrics::Metrics::new(),
-            tls,
+            tls: RwLock::new(tls),
             client_tls,
+            client_registry: ClientRegistry::default(),
+            stats_clock: crate::stats_period::StatsClock::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
         }))
@@ -72,10 +83,20 @@ impl App {
             .clone()
     }
 
+    /// Installs a new configuration snapshot (reload, SET); running tasks keep the old one.
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// Installs a rebuilt upstream TLS connector (reload).
+    pub fn set_tls(&self, tls: Option<tokio_rustls::TlsConnector>) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+    }
+
     pub fn upstream(&self) -> Upstream<'_> {
         Upstream {
             gss: &self.gss,
-            tls: self.tls.as_ref(),
+            tls: self.tls.read().unwrap_or_else(|p| p.into_inner()).clone(),
             registry: &self.pools,
         }
     }

@@ -3,6 +3,7 @@
 //! benches and fuzz targets reach the same code.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -14,8 +15,10 @@ pub mod net;
 pub mod pool;
 pub mod process;
 pub mod protocol;
+pub mod reload;
 pub mod serve;
 pub mod server;
 pub mod shutdown;
 pub mod signals;
 pub mod stats;
+pub mod stats_period;

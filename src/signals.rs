@@ -1,8 +1,9 @@
-//! Unix signals with PgBouncer's meanings: SIGTERM waits for clients, SIGINT waits for
-//! servers, a second TERM/INT or a SIGQUIT exits at once. SIGHUP (reload) and SIGUSR1/2
-//! (pause/resume) are acknowledged in the log until the operations issue lands.
+//! Unix signals with PgBouncer's meanings: SIGHUP reloads, SIGUSR1 pauses, SIGUSR2 resumes,
+//! SIGTERM waits for clients, SIGINT waits for servers, a second TERM/INT or a SIGQUIT exits
+//! at once.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -23,15 +24,19 @@ pub async fn handle(app: Arc<App>) -> std::io::Result<()> {
             _ = int.recv() => ShutdownMode::WaitForServers,
             _ = quit.recv() => ShutdownMode::Immediate,
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP received: online reload is not implemented yet; restart to apply changes");
+                tracing::info!("got SIGHUP, re-reading config");
+                // errors are logged by reload; the running config stays
+                let _ = crate::reload::reload(&app).await;
                 continue;
             }
             _ = usr1.recv() => {
-                tracing::warn!("SIGUSR1 (PAUSE) received: not implemented yet");
+                tracing::info!("got SIGUSR1, pausing all activity");
+                pause_all(&app);
                 continue;
             }
             _ = usr2.recv() => {
-                tracing::warn!("SIGUSR2 (RESUME) received: not implemented yet");
+                tracing::info!("got SIGUSR2, continuing");
+                resume_all(&app);
                 continue;
             }
         };
@@ -49,6 +54,24 @@ pub async fn handle(app: Arc<App>) -> std::io::Result<()> {
             }
             _ => tracing::info!("shutting down immediately"),
         }
-        app.shutdown.request(mode);
+        crate::admin::control::begin_shutdown(&app, mode);
     }
+}
+
+/// SIGUSR1: new work waits, servers close as they are released.
+fn pause_all(app: &App) {
+    app.pools.global.paused.close();
+    for p in app.pools.all() {
+        p.close_idle();
+    }
+}
+
+/// SIGUSR2: lifts PAUSE and SUSPEND.
+fn resume_all(app: &App) {
+    if app.shutdown.is_stopping() {
+        tracing::info!("pooler is shutting down, not resuming");
+        return;
+    }
+    app.pools.global.suspended.store(false, Ordering::Relaxed);
+    app.pools.global.paused.open();
 }

@@ -96,6 +96,8 @@ pub struct PoolStats {
     pub xact_latency: Histogram,
     pub wait_latency: Histogram,
     pub server_login_latency: Histogram,
+    /// Totals at the last two `stats_period` ticks (older, newer), for the averages.
+    pub period_snapshots: std::sync::Mutex<(StatsTotals, StatsTotals)>,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -147,6 +149,25 @@ impl PoolStats {
 
     pub fn record_server_login(&self, took: Duration) {
         self.server_login_latency.observe(took);
+    }
+
+    /// A `stats_period` tick: the newer snapshot becomes the older one.
+    pub fn rotate_period(&self) {
+        let now = self.totals();
+        let mut p = self
+            .period_snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        p.0 = p.1;
+        p.1 = now;
+    }
+
+    /// The totals at the tick before last (the base of the current averages).
+    pub fn older_totals(&self) -> StatsTotals {
+        self.period_snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
     }
 
     /// The counters in `SHOW STATS_TOTALS` order (after `database`).

@@ -357,3 +357,41 @@ fn bad_tls_settings_are_refused_at_startup() {
         assert!(err.contains(needle), "{needle} in:\n{err}");
     }
 }
+
+/// cert-manager renews the files in place: after SIGHUP new handshakes present the new
+/// certificate, while a client connected before keeps its session.
+#[tokio::test]
+async fn certificate_swapped_on_sighup_keeps_connected_clients() {
+    let pki = Pki::new();
+    let b = bouncer(&pki, &[("client_tls_sslmode", "require")]);
+    let (before, _t) = connect_tls(&b, &pki, USER, PASS, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", b.log()));
+    assert_eq!(select_one(&before).await, "1");
+
+    // a new CA signs the renewed certificate, written over the configured files
+    let renewed = Pki::new();
+    let (crt, key) = renewed.issue("server", "localhost", true);
+    std::fs::copy(&crt, pki.path("server.crt")).expect("swap cert");
+    std::fs::copy(&key, pki.path("server.key")).expect("swap key");
+    b.send_signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        b.wait_for_log("configuration reloaded", Duration::from_secs(20)),
+        "{}",
+        b.log()
+    );
+
+    let (after, _t2) = connect_tls(&b, &renewed, USER, PASS, None)
+        .await
+        .unwrap_or_else(|e| panic!("the renewed certificate is served: {e:?}\n{}", b.log()));
+    assert_eq!(select_one(&after).await, "1");
+    assert!(
+        connect_tls(&b, &pki, USER, PASS, None).await.is_err(),
+        "the old CA no longer verifies the served certificate"
+    );
+    assert_eq!(
+        select_one(&before).await,
+        "1",
+        "the earlier client stays connected"
+    );
+}

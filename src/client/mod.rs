@@ -6,6 +6,7 @@ pub mod error;
 pub mod local;
 pub mod login;
 pub mod prepared;
+pub mod registry;
 pub mod requests;
 pub mod session;
 pub mod startup;
@@ -18,18 +19,21 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
+use crate::admin::{AdminSession, access_for};
 use crate::app::App;
 use crate::client::encryption::Negotiated;
 use crate::client::error::{ClientError, protocol, send_error};
+use crate::client::registry::{ClientAddrs, ClientEntry, NewClient};
 use crate::client::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
+use crate::config::connstr::ADMIN_DB;
 use crate::net::stream::ClientStream;
 use crate::pool::{Pool, ServerGuard};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
-    BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, SSL_REQUIRED,
-    no_such_database,
+    ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, MAX_CLIENT_CONN,
+    SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
 };
 use crate::server::params::{ParamSet, tracked_names};
 
@@ -61,9 +65,9 @@ pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {
                 return;
             }
         };
-        if let Err(e) = serve_inner(&app, &mut stream, rbuf, tls.requires_tls()).await {
-            // Every error that reaches here ended a login: after the welcome the session
-            // handles its own errors.
+        if let Err(e) = serve_inner(&app, &mut stream, rbuf, tls.requires_tls(), id).await {
+            // Every error that reaches here ended a login (or a KILL): after the welcome the
+            // session handles its own errors.
             app.metrics.login_failures.record(&e);
             if app.config().settings.log_pooler_errors {
                 tracing::info!(error = %e.message, "pooler error");
@@ -81,6 +85,7 @@ async fn serve_inner(
     stream: &mut ClientStream,
     mut rbuf: BytesMut,
     tls_required: bool,
+    id: u64,
 ) -> Result<(), ClientError> {
     let config = app.config();
     let settings = &config.settings;
@@ -112,13 +117,19 @@ async fn serve_inner(
     if tls_required && stream.is_plain_tcp() {
         return Err(SSL_REQUIRED);
     }
-    if app.client_count() > settings.max_client_conn as usize {
+    // the admin console is exempt from max_client_conn and stays open during shutdown
+    let to_admin = req.database == ADMIN_DB;
+    if !to_admin && app.client_count() > settings.max_client_conn as usize {
         return Err(MAX_CLIENT_CONN);
     }
-    if app.shutdown.is_stopping() {
+    if !to_admin && app.shutdown.is_stopping() {
         return Err(SERVER_SHUTTING_DOWN);
     }
     negotiate_protocol(stream, &req).await?;
+    if to_admin && req.user == "pgbouncer" && same_uid_over_unix(stream) {
+        // PgBouncer's admin_pre_login: the process owner over the unix socket needs no password
+        return admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin).await;
+    }
     let secret = config.auth_file.users.get(&req.user);
     let authenticated = if settings.auth_type == AuthType::Cert {
         cert_login(stream, &req.user)?
@@ -139,9 +150,18 @@ async fn serve_inner(
     };
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
+    if to_admin {
+        let Some(access) = access_for(settings, &req.user) else {
+            return Err(ADMIN_NOT_ALLOWED);
+        };
+        return admin_console(app, stream, rbuf, &req, id, access).await;
+    }
     let Some(db) = config.database_for(&req.database) else {
         return Err(no_such_database(&req.database));
     };
+    if app.pools.db_control(&db.name).is_disabled() {
+        return Err(database_disabled(&db.name));
+    }
     if settings.auth_type == AuthType::Any && db.user.is_none() {
         return Err(BOUNCER_CONFIG_ERROR);
     }
@@ -161,8 +181,22 @@ async fn serve_inner(
     }
     pool.client_count.fetch_add(1, Ordering::Relaxed);
     let _pool_client = PoolClient(&pool);
+    pool.stats.record_client_login();
+    let registration = app.client_registry.register(NewClient {
+        id,
+        user: req.user.clone(),
+        database: req.database.clone(),
+        addrs: ClientAddrs::of(stream),
+        application_name: req
+            .params
+            .get("application_name")
+            .unwrap_or_default()
+            .to_string(),
+        pool: Some(pool.clone()),
+    });
+    let entry = registration.entry.clone();
     let started = std::time::Instant::now();
-    let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked).await;
+    let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
     if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
         tracing::info!(
             duration_s = started.elapsed().as_secs_f64(),
@@ -181,6 +215,65 @@ fn cert_login(stream: &ClientStream, user: &str) -> Result<login::Authenticated,
             tracing::info!(user, certificate_cn = ?cn, "certificate authentication failed");
             Err(CERT_AUTH_FAILED)
         }
+    }
+}
+
+/// Whether the peer of a unix-socket connection runs as this process's user.
+fn same_uid_over_unix(stream: &ClientStream) -> bool {
+    match stream {
+        ClientStream::Unix(s) => s
+            .peer_cred()
+            .is_ok_and(|c| c.uid() == nix::unistd::getuid().as_raw()),
+        ClientStream::Tcp(_) | ClientStream::Tls(_) => false,
+    }
+}
+
+/// Welcomes an admin console user and serves the console until it leaves or is killed.
+async fn admin_console(
+    app: &Arc<App>,
+    stream: &mut ClientStream,
+    rbuf: BytesMut,
+    req: &StartupRequest,
+    id: u64,
+    access: crate::admin::Access,
+) -> Result<(), ClientError> {
+    let registration = app.client_registry.register(NewClient {
+        id,
+        user: req.user.clone(),
+        database: req.database.clone(),
+        addrs: ClientAddrs::of(stream),
+        application_name: req
+            .params
+            .get("application_name")
+            .unwrap_or_default()
+            .to_string(),
+        pool: None,
+    });
+    let entry = registration.entry.clone();
+    let cancel = app.cancels.register();
+    let mut out = BytesMut::with_capacity(256);
+    backend::authentication_ok(&mut out);
+    crate::admin::welcome(&mut out);
+    backend::backend_key_data(&mut out, cancel.key.0, &cancel.key.1);
+    backend::ready_for_query(&mut out, b'I');
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|_| protocol("client unexpected eof"))?;
+    let session = AdminSession {
+        app,
+        stream,
+        rbuf,
+        access,
+        entry: entry.clone(),
+    };
+    let killed = tokio::select! {
+        _ = session.run() => None,
+        reason = entry.killed() => Some(reason),
+    };
+    match killed {
+        Some(reason) => Err(reason),
+        None => Ok(()),
     }
 }
 
@@ -229,6 +322,7 @@ async fn welcome_and_run(
     rbuf: BytesMut,
     req: StartupRequest,
     tracked: Vec<String>,
+    entry: Arc<ClientEntry>,
 ) -> Result<String, ClientError> {
     // Until a pool has logged in once it has no parameters to show: log in now, and keep
     // that server for this client (as PgBouncer does, login errors surface at client login).
@@ -236,10 +330,15 @@ async fn welcome_and_run(
     let welcome = match pool.welcome() {
         Some(w) => w,
         None => {
-            let mut guard = pool
-                .checkout(&app.upstream())
-                .await
-                .map_err(checkout_error)?;
+            entry.start_waiting();
+            let upstream = app.upstream();
+            let checkout = tokio::select! {
+                r = pool.checkout(&upstream) => r,
+                reason = entry.killed() => return Err(reason),
+            };
+            let mut guard = checkout.map_err(checkout_error)?;
+            guard.link_client(entry.id);
+            entry.linked(guard.server_id());
             let params = Arc::new(guard.conn().params.clone());
             linked = Some(guard);
             params
@@ -278,6 +377,11 @@ async fn welcome_and_run(
         cancel: registration.slot.clone(),
         limits: SessionLimits::resolve(&app.config(), &req.user),
         statements: Default::default(),
+        entry: entry.clone(),
     };
-    Ok(session.run(linked).await)
+    // KILL / KILL_CLIENT: dropping the session drops its server guard, closing the server
+    tokio::select! {
+        reason = session.run(linked) => Ok(reason),
+        reason = entry.killed() => Err(reason),
+    }
 }

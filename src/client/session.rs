@@ -114,6 +114,8 @@ pub struct Session<'a> {
     pub limits: SessionLimits,
     /// Named prepared statements (transaction / statement pooling).
     pub statements: ClientStatements,
+    /// This client's SHOW CLIENTS entry (state, link, kill switch).
+    pub entry: Arc<crate::client::registry::ClientEntry>,
 }
 
 /// Maps a checkout failure to what the client sees.
@@ -175,8 +177,13 @@ impl Session<'_> {
                             Err(e) => return self.fail(&e).await,
                         }
                     }
+                    self.entry.start_waiting();
                     match self.pool.checkout(&self.app.upstream()).await {
-                        Ok(g) => g,
+                        Ok(g) => {
+                            g.link_client(self.entry.id);
+                            self.entry.linked(g.server_id());
+                            g
+                        }
                         Err(e) => return self.fail(&checkout_error(e)).await,
                     }
                 }
@@ -188,6 +195,7 @@ impl Session<'_> {
             let end = self.forward(&mut guard).await;
             // A cancel already on its way must land before the server can serve anyone else.
             self.cancel.unlink(self.limits.cancel_wait_timeout).await;
+            self.entry.unlinked();
             match end {
                 LinkEnd::Released => guard.release(true).await,
                 LinkEnd::ClientLeft { clean } => {

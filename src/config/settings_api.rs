@@ -9,7 +9,6 @@ use super::values::comma_list;
 /// Settings krbouncer accepts but does not act on yet. `Settings::not_yet_implemented` reports
 /// those whose value differs from the default so startup can warn. Edit freely.
 pub const NOT_YET_IMPLEMENTED: &[&str] = &[
-    "admin_users",
     "application_name_add_host",
     "auth_dbname",
     "auth_hba_file",
@@ -23,14 +22,11 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "dns_max_ttl",
     "dns_nxdomain_ttl",
     "dns_zone_check_period",
-    "log_stats",
     "login_notify_message",
     "peer_id",
     "pool_idle_timeout",
     "resolv_conf",
     "so_reuseport",
-    "stats_period",
-    "stats_users",
     "tcp_defer_accept",
     "tcp_keepalive",
     "tcp_keepcnt",

@@ -32,18 +32,27 @@ pub struct PoolStateCounts {
     pub maxwait_seconds: f64,
 }
 
-/// The one place that turns a pool into `SHOW POOLS` state counts.
-///
-/// Approximation until pools keep exact per-state counts (the admin console work adds them):
-/// every logged-in client counts as active, servers not in the idle list as active.
+/// The one place that turns a pool into `SHOW POOLS` state counts: the per-state counts the
+/// pool keeps by transitions (`pool::state`, `client::registry`). `maxwait` needs the client
+/// registry and is left at 0 here (SHOW POOLS computes it).
 pub fn pool_state_counts(pool: &Pool) -> PoolStateCounts {
-    let servers = pool.server_count.load(std::sync::atomic::Ordering::Relaxed) as u64;
-    let idle = pool.idle_count() as u64;
+    use crate::client::registry::ClientState as C;
+    use crate::pool::ServerState as S;
+    let cl = |st: C| pool.client_states.get(st as usize) as u64;
+    let sv = |st: S| pool.servers.count(st) as u64;
     PoolStateCounts {
-        cl_active: pool.client_count.load(std::sync::atomic::Ordering::Relaxed) as u64,
-        sv_active: servers.saturating_sub(idle),
-        sv_idle: idle,
-        ..PoolStateCounts::default()
+        cl_active: cl(C::Active),
+        cl_waiting: cl(C::Waiting),
+        cl_active_cancel_req: cl(C::ActiveCancelReq),
+        cl_waiting_cancel_req: cl(C::WaitingCancelReq),
+        sv_active: sv(S::Active),
+        sv_active_cancel: sv(S::ActiveCancel),
+        sv_being_canceled: sv(S::BeingCanceled),
+        sv_idle: sv(S::Idle),
+        sv_used: 0,
+        sv_tested: sv(S::Tested),
+        sv_login: sv(S::Login),
+        maxwait_seconds: 0.0,
     }
 }
 
@@ -151,6 +160,8 @@ struct DbRow {
     reserve_pool: f64,
     max_connections: f64,
     current_connections: f64,
+    paused: f64,
+    disabled: f64,
 }
 
 fn db_row(app: &App, db: &DatabaseDef, pools: &[Arc<Pool>]) -> DbRow {
@@ -171,6 +182,16 @@ fn db_row(app: &App, db: &DatabaseDef, pools: &[Arc<Pool>]) -> DbRow {
         reserve_pool: f64::from(db.reserve_pool_size.unwrap_or(s.reserve_pool_size)),
         max_connections: f64::from(db.max_db_connections.unwrap_or(s.max_db_connections)),
         current_connections: current as f64,
+        paused: f64::from(u8::from(
+            app.pools
+                .existing_db_control(&db.name)
+                .is_some_and(|c| c.paused.is_closed()),
+        )),
+        disabled: f64::from(u8::from(
+            app.pools
+                .existing_db_control(&db.name)
+                .is_some_and(|c| c.is_disabled()),
+        )),
     }
 }
 
@@ -193,6 +214,8 @@ fn databases(app: &App, pools: &[Arc<Pool>], out: &mut Families) {
         reserve_pool: 0.0,
         max_connections: 0.0,
         current_connections: 0.0,
+        paused: 0.0,
+        disabled: 0.0,
     });
     type Pick = fn(&DbRow) -> f64;
     let gauges: [(&str, &str, Pick); 6] = [
@@ -217,12 +240,12 @@ fn databases(app: &App, pools: &[Arc<Pool>], out: &mut Families) {
         (
             "paused",
             "1 if this database is currently paused, else 0",
-            |_| 0.0,
+            |r| r.paused,
         ),
         (
             "disabled",
             "1 if this database is currently disabled, else 0",
-            |_| 0.0,
+            |r| r.disabled,
         ),
     ];
     for (name, help, pick) in gauges {

@@ -30,32 +30,8 @@ pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
         what: format!("port {}", settings.listen_port),
         source: std::io::ErrorKind::InvalidInput.into(),
     })?;
-    let mut tcp = Vec::new();
-    for addr in settings.listen_addrs() {
-        let addr = addr.as_str();
-        if addr == "*" {
-            // IPv6 first: on Linux it is dual-stack, and then the IPv4 bind may fail; fine.
-            let v6 = TcpListener::bind(("::", port)).await;
-            let v4 = TcpListener::bind(("0.0.0.0", port)).await;
-            match (v6, v4) {
-                (Err(e), Err(_)) => {
-                    return Err(ListenError {
-                        what: format!("*:{port}"),
-                        source: e,
-                    });
-                }
-                (a, b) => tcp.extend(a.into_iter().chain(b)),
-            }
-        } else {
-            let l = TcpListener::bind((addr, port))
-                .await
-                .map_err(|e| ListenError {
-                    what: format!("{addr}:{port}"),
-                    source: e,
-                })?;
-            tcp.push(l);
-        }
-    }
+    // the unix socket first: once TCP accepts, every socket is ready (tests and probes
+    // poll TCP)
     let unix = if settings.unix_socket_dir.is_empty() {
         None
     } else {
@@ -82,7 +58,47 @@ pub async fn bind(settings: &Settings) -> Result<Listeners, ListenError> {
         .map_err(err)?;
         Some((l, path))
     };
+    let tcp = match bind_tcp(settings, port).await {
+        Ok(t) => t,
+        Err(e) => {
+            if let Some((_, path)) = &unix {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
     Ok(Listeners { tcp, unix })
+}
+
+/// Binds every `listen_addr` on `port`.
+async fn bind_tcp(settings: &Settings, port: u16) -> Result<Vec<TcpListener>, ListenError> {
+    let mut tcp = Vec::new();
+    for addr in settings.listen_addrs() {
+        let addr = addr.as_str();
+        if addr == "*" {
+            // IPv6 first: on Linux it is dual-stack, and then the IPv4 bind may fail; fine.
+            let v6 = TcpListener::bind(("::", port)).await;
+            let v4 = TcpListener::bind(("0.0.0.0", port)).await;
+            match (v6, v4) {
+                (Err(e), Err(_)) => {
+                    return Err(ListenError {
+                        what: format!("*:{port}"),
+                        source: e,
+                    });
+                }
+                (a, b) => tcp.extend(a.into_iter().chain(b)),
+            }
+        } else {
+            let l = TcpListener::bind((addr, port))
+                .await
+                .map_err(|e| ListenError {
+                    what: format!("{addr}:{port}"),
+                    source: e,
+                })?;
+            tcp.push(l);
+        }
+    }
+    Ok(tcp)
 }
 
 impl Listeners {
@@ -126,7 +142,13 @@ impl Listeners {
                                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                             }
                         },
-                        _ = stop.changed() => return,
+                        // as PgBouncer 1.25 (#1305): during shutdown the unix socket still
+                        // accepts admin console logins (others get "server shutting down")
+                        r = stop.changed() => if r.is_err()
+                            || app.shutdown.mode() == crate::shutdown::ShutdownMode::Immediate
+                        {
+                            return;
+                        },
                     }
                 }
             }));

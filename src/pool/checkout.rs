@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::gss::GssRuntime;
 use crate::config::PoolMode;
-use crate::pool::{Pool, PoolRegistry};
+use crate::pool::{Pool, PoolRegistry, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::PoolerError;
 use crate::server::conn::ServerConn;
 use crate::server::connect::ConnectError;
@@ -20,7 +20,8 @@ use crate::server::query::run_simple;
 /// Process-wide things a pool needs to open server connections.
 pub struct Upstream<'a> {
     pub gss: &'a GssRuntime,
-    pub tls: Option<&'a tokio_rustls::TlsConnector>,
+    /// A clone of the current connector (cheap: an `Arc` inside), so a reload can swap it.
+    pub tls: Option<tokio_rustls::TlsConnector>,
     pub registry: &'a PoolRegistry,
 }
 
@@ -46,13 +47,39 @@ pub struct ServerGuard {
     _slot: OwnedSemaphorePermit,
 }
 
-/// Decrements a pool's server count when a connection ends, however it ends.
-pub(crate) struct Tally(Arc<std::sync::atomic::AtomicUsize>);
+/// Keeps a pool's server count and server list right when a connection ends, however it ends.
+pub(crate) struct Tally {
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    servers: Arc<ServerSet>,
+    pub(crate) entry: Arc<ServerEntry>,
+}
 
 impl Drop for Tally {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.servers.remove(self.entry.id);
     }
+}
+
+/// Counts a login in progress as `sv_login` until it ends.
+struct LoginInFlight<'a>(&'a ServerSet);
+
+impl<'a> LoginInFlight<'a> {
+    fn start(set: &'a ServerSet) -> LoginInFlight<'a> {
+        set.counts.enter(ServerState::Login as usize);
+        LoginInFlight(set)
+    }
+}
+
+impl Drop for LoginInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.counts.leave(ServerState::Login as usize);
+    }
+}
+
+/// The SHOW SERVERS entry of a connection (every pooled connection has one).
+fn entry_of(conn: &ServerConn) -> Option<&Arc<ServerEntry>> {
+    conn.tally.as_ref().map(|t| &t.entry)
 }
 
 impl ServerGuard {
@@ -67,6 +94,18 @@ impl ServerGuard {
         &self.pool
     }
 
+    /// Records which client uses this server (SHOW SERVERS `link`, SHOW CLIENTS `link`).
+    pub fn link_client(&self, client_id: u64) {
+        if let Some(e) = self.conn.as_ref().and_then(entry_of) {
+            e.set_link(client_id);
+        }
+    }
+
+    /// This server's id (SHOW SERVERS `id`), for a client entry's `link`.
+    pub fn server_id(&self) -> u64 {
+        self.conn.as_ref().map(|c| c.id).unwrap_or(0)
+    }
+
     /// Gives the server back. `clean` says the client left it idle at a message boundary;
     /// otherwise it is closed. In session mode (or with `server_reset_query_always`) the reset
     /// query runs first; a failing reset or an exceeded `server_lifetime` closes it.
@@ -75,6 +114,10 @@ impl ServerGuard {
             return;
         };
         let def = &self.pool.def;
+        let entry = entry_of(&conn).cloned();
+        if let Some(e) = &entry {
+            e.set_link(0);
+        }
         if !clean {
             // The client left a query running: stop it, or the backend keeps working (and
             // holding locks) for nobody until it next tries to write.
@@ -86,6 +129,13 @@ impl ServerGuard {
         }
         if expired(&conn, def.server_lifetime) {
             return;
+        }
+        // RECONNECT / reload / PAUSE: servers close when released
+        if entry.as_ref().is_some_and(|e| e.close_needed()) || self.pool.is_paused() {
+            return;
+        }
+        if let Some(e) = &entry {
+            self.pool.servers.transition(e, ServerState::Tested);
         }
         let reset = def.pool_mode == PoolMode::Session || def.server_reset_query_always;
         if reset && !def.server_reset_query.trim().is_empty() {
@@ -101,6 +151,9 @@ impl ServerGuard {
             }
         }
         conn.last_used = Instant::now();
+        if let Some(e) = &entry {
+            self.pool.servers.transition(e, ServerState::Idle);
+        }
         // push before the slot permit drops, so the next waiter finds it
         self.pool.push_idle(conn);
     }
@@ -116,13 +169,32 @@ impl Pool {
         self: &Arc<Self>,
         up: &Upstream<'_>,
     ) -> Result<ServerGuard, CheckoutError> {
+        let started = Instant::now();
+        let guard = self.checkout_inner(up).await?;
+        self.stats.record_assignment();
+        self.stats.record_wait(started.elapsed());
+        Ok(guard)
+    }
+
+    async fn checkout_inner(
+        self: &Arc<Self>,
+        up: &Upstream<'_>,
+    ) -> Result<ServerGuard, CheckoutError> {
+        // PAUSE: new work waits (without query_wait_timeout) until RESUME
+        self.wait_resumed().await;
         let slot = self.acquire_slot().await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
-                if expired(&conn, self.def.server_lifetime) {
+                let entry = entry_of(&conn).cloned();
+                if expired(&conn, self.def.server_lifetime)
+                    || entry.as_ref().is_some_and(|e| e.close_needed())
+                {
                     continue;
                 }
                 if conn.last_used.elapsed() >= self.def.server_check_delay {
+                    if let Some(e) = &entry {
+                        self.servers.transition(e, ServerState::Tested);
+                    }
                     if let Err(e) = run_simple(
                         &mut conn,
                         &self.def.server_check_query,
@@ -134,6 +206,9 @@ impl Pool {
                         continue;
                     }
                     conn.last_used = Instant::now();
+                }
+                if let Some(e) = &entry {
+                    self.servers.transition(e, ServerState::Active);
                 }
                 return Ok(ServerGuard {
                     pool: self.clone(),
@@ -209,15 +284,26 @@ impl Pool {
             gss_target: target,
             gss_runtime: up.gss,
             sslmode: self.def.sslmode,
-            tls: up.tls,
+            tls: up.tls.as_ref(),
             connect_timeout: self.def.server_connect_timeout,
         };
         let started = Instant::now();
-        match connect(&spec).await {
+        let in_flight = LoginInFlight::start(&self.servers);
+        let result = connect(&spec).await;
+        drop(in_flight);
+        match result {
             Ok(connected) => {
                 let mut conn = connected.conn;
+                self.stats.record_server_login(started.elapsed());
                 self.server_count.fetch_add(1, Ordering::Relaxed);
-                conn.tally = Some(Tally(self.server_count.clone()));
+                let entry = Arc::new(server_entry(&conn));
+                self.servers.insert(entry.clone());
+                self.servers.transition(&entry, ServerState::Active);
+                conn.tally = Some(Tally {
+                    count: self.server_count.clone(),
+                    servers: self.servers.clone(),
+                    entry,
+                });
                 conn.limit_permits = permits;
                 self.record_login_result(None);
                 self.set_welcome_once(&conn.params);
@@ -280,6 +366,9 @@ impl Pool {
             match self.open_server(up).await {
                 Ok(mut conn) => {
                     conn.last_used = Instant::now();
+                    if let Some(e) = entry_of(&conn) {
+                        self.servers.transition(e, ServerState::Idle);
+                    }
                     self.push_idle(conn);
                     drop(slot);
                 }
@@ -287,6 +376,30 @@ impl Pool {
             }
         }
     }
+}
+
+/// The SHOW SERVERS entry for a freshly logged-in connection.
+fn server_entry(conn: &ServerConn) -> ServerEntry {
+    use crate::net::stream::ServerStream;
+    let (peer, local) = match &conn.stream {
+        ServerStream::Tcp(s) => (s.peer_addr().ok(), s.local_addr().ok()),
+        ServerStream::Tls(s) => (
+            s.get_ref().0.peer_addr().ok(),
+            s.get_ref().0.local_addr().ok(),
+        ),
+        ServerStream::Gss(s) => (s.get_ref().peer_addr().ok(), s.get_ref().local_addr().ok()),
+        ServerStream::Unix(_) => (None, None),
+    };
+    let (addr, port) = match peer {
+        Some(p) => (p.ip().to_string(), p.port()),
+        None => ("unix".to_string(), conn.cancel.address.port()),
+    };
+    let tls = match conn.stream.transport_name() {
+        "tls" => "tls",
+        "gssenc" => "gssenc",
+        _ => "",
+    };
+    ServerEntry::new(conn.id, addr, port, local, conn.cancel.pid, tls)
 }
 
 /// What a client waiting on a failed server login is told. A server's own ErrorResponse

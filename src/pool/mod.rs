@@ -5,6 +5,7 @@ pub mod checkout;
 pub mod def;
 pub mod janitor;
 pub mod registry;
+pub mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use crate::server::params::ParamSet;
 pub use checkout::{CheckoutError, ServerGuard};
 pub use def::PoolDef;
 pub use registry::PoolRegistry;
+pub use state::{DbControl, ServerEntry, ServerSet, ServerState};
 
 /// Semaphore size standing for "unlimited" (`pool_size = 0`).
 const UNLIMITED: usize = Semaphore::MAX_PERMITS >> 4;
@@ -42,6 +44,14 @@ pub struct Pool {
     pub client_count: AtomicUsize,
     /// Totals and latencies for SHOW STATS and /metrics.
     pub stats: crate::stats::PoolStats,
+    /// Every server of this pool by state (SHOW SERVERS, SHOW POOLS).
+    pub servers: Arc<ServerSet>,
+    /// Clients of this pool by state (SHOW POOLS), kept by `client::registry`.
+    pub client_states: state::StateCounts<{ crate::client::registry::CLIENT_STATES }>,
+    /// PAUSE / DISABLE of this pool's database.
+    pub db: Arc<DbControl>,
+    /// Process-wide PAUSE (PAUSE without a database, SIGUSR1).
+    pub global: Arc<DbControl>,
     spn_logged: AtomicBool,
     db_limit: Option<Arc<Semaphore>>,
     user_limit: Option<Arc<Semaphore>>,
@@ -56,6 +66,8 @@ impl Pool {
         def: PoolDef,
         db_limit: Option<Arc<Semaphore>>,
         user_limit: Option<Arc<Semaphore>>,
+        db: Arc<DbControl>,
+        global: Arc<DbControl>,
     ) -> Pool {
         Pool {
             slots: semaphore_for(def.pool_size),
@@ -69,6 +81,10 @@ impl Pool {
             server_count: Arc::new(AtomicUsize::new(0)),
             client_count: AtomicUsize::new(0),
             stats: crate::stats::PoolStats::default(),
+            servers: Arc::new(ServerSet::default()),
+            client_states: state::StateCounts::default(),
+            db,
+            global,
             spn_logged: AtomicBool::new(false),
             db_limit,
             user_limit,
@@ -94,6 +110,31 @@ impl Pool {
 
     pub fn scram_keys(&self) -> Option<ScramKeys> {
         *lock(&self.scram_keys)
+    }
+
+    /// Whether checkouts must wait (PAUSE of the database or of everything).
+    pub fn is_paused(&self) -> bool {
+        self.db.paused.is_closed() || self.global.paused.is_closed()
+    }
+
+    /// Waits until neither the database nor the process is paused.
+    pub async fn wait_resumed(&self) {
+        while self.is_paused() {
+            self.db.paused.wait_open().await;
+            self.global.paused.wait_open().await;
+        }
+    }
+
+    /// Closes every idle server now (KILL, PAUSE, RECONNECT); returns how many.
+    pub fn close_idle(&self) -> usize {
+        let closed = std::mem::take(&mut *lock(&self.idle));
+        closed.len()
+    }
+
+    /// Closes idle servers marked `close_needed` (RECONNECT, reload).
+    pub fn close_idle_needing_close(&self) -> usize {
+        self.drain_idle_where(|c| c.tally.as_ref().is_some_and(|t| t.entry.close_needed()))
+            .len()
     }
 
     pub fn idle_count(&self) -> usize {

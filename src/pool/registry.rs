@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, DatabaseDef};
-use crate::pool::{Pool, PoolDef, lock};
+use crate::pool::{DbControl, Pool, PoolDef, lock};
 
 /// Pool key: the client-facing database name and the login user of the pool.
 pub type PoolKey = (String, String);
@@ -17,6 +17,10 @@ pub struct PoolRegistry {
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     db_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     user_limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// PAUSE/DISABLE state per database name (kept across reloads, as PgBouncer does).
+    db_controls: Mutex<HashMap<String, Arc<DbControl>>>,
+    /// Process-wide PAUSE.
+    pub global: Arc<DbControl>,
 }
 
 impl PoolRegistry {
@@ -36,9 +40,53 @@ impl PoolRegistry {
         let def = PoolDef::resolve(config, db, client_user);
         let db_limit = limit(&self.db_limits, &db.name, def.max_db_connections);
         let user_limit = limit(&self.user_limits, &login_user, def.max_user_connections);
-        let pool = Arc::new(Pool::new(def, db_limit, user_limit));
+        let control = self.db_control(&db.name);
+        let pool = Arc::new(Pool::new(
+            def,
+            db_limit,
+            user_limit,
+            control,
+            self.global.clone(),
+        ));
         pools.insert(key, pool.clone());
         pool
+    }
+
+    /// The PAUSE/DISABLE switches of database `name`, created on first use.
+    pub fn db_control(&self, name: &str) -> Arc<DbControl> {
+        lock(&self.db_controls)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The switches of `name` if the database has been seen (config or pools).
+    pub fn existing_db_control(&self, name: &str) -> Option<Arc<DbControl>> {
+        lock(&self.db_controls).get(name).cloned()
+    }
+
+    /// Pools of database `db`.
+    pub fn pools_of_db(&self, db: &str) -> Vec<Arc<Pool>> {
+        self.all()
+            .into_iter()
+            .filter(|p| p.def.db_name == db)
+            .collect()
+    }
+
+    /// Replaces a pool whose definition changed on reload: the old pool stays alive for the
+    /// clients still using it (its servers close at release), new clients get the new one.
+    pub fn retire(&self, key: &PoolKey) -> Option<Arc<Pool>> {
+        lock(&self.pools).remove(key)
+    }
+
+    /// Every pool, sorted by (database, user) for stable SHOW output.
+    pub fn all_sorted(&self) -> Vec<Arc<Pool>> {
+        let mut v = self.all();
+        v.sort_by(|a, b| {
+            (a.def.db_name.as_str(), a.def.login_user.as_str())
+                .cmp(&(b.def.db_name.as_str(), b.def.login_user.as_str()))
+        });
+        v
     }
 
     /// A snapshot of every pool (for the janitor and, later, SHOW).

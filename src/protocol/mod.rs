@@ -17,6 +17,7 @@ pub mod error;
 pub mod framing;
 pub mod frontend;
 pub mod pooler_errors;
+pub mod result_set;
 pub mod sqlstate;
 pub mod startup;
 mod wire;

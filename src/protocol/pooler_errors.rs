@@ -320,6 +320,26 @@ pub fn admin_not_paused() -> PoolerError {
 pub fn admin_no_such_database(dbname: &str) -> PoolerError {
     PoolerError::admin(format!("no such database: {dbname}"))
 }
+/// Any admin-console error with PgBouncer's text (`admin_error`).
+pub fn admin_error(message: impl Into<String>) -> PoolerError {
+    PoolerError::admin(message.into())
+}
+/// RELOAD that could not load the new configuration (SQLSTATE F0000, ERROR + ReadyForQuery).
+pub fn admin_reload_failed() -> PoolerError {
+    PoolerError {
+        sqlstate: Cow::Borrowed("F0000"),
+        fatal: false,
+        message: Cow::Borrowed("RELOAD failed, see logs for additional details"),
+    }
+}
+/// `admin_handle_client`: Parse/Bind/Execute on the admin console (then disconnect).
+pub const ADMIN_EXTENDED_PROTOCOL: &str = "extended query protocol not supported by admin console";
+/// `admin_post_login`: a user that is neither in admin_users nor in stats_users.
+pub const ADMIN_NOT_ALLOWED: PoolerError = PoolerError::fatal("not allowed");
+/// KILL_CLIENT: what the killed client is told.
+pub const ADMIN_FORCED_DISCONNECT: PoolerError = PoolerError::fatal("admin forced disconnect");
+/// KILL db (`kill_pool`) and databases removed by a reload: what their clients are told.
+pub const DATABASE_REMOVED: PoolerError = PoolerError::fatal("database removed");
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,307 @@
+//! Logged-in clients: one `ClientEntry` per client (what SHOW CLIENTS shows, its state, its
+//! link, and the kill switch KILL / KILL_CLIENT pull), registered at login and removed when
+//! the client task ends. State changes move the owning pool's `cl_*` counts (no rescans).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::net::stream::ClientStream;
+use crate::pool::Pool;
+use crate::pool::state::now_us;
+use crate::protocol::pooler_errors::PoolerError;
+
+/// A client's state (PgBouncer's `CL_*` lists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Logged in; shown as `idle` while no server is linked.
+    Active = 0,
+    /// Waiting for a server.
+    Waiting = 1,
+    ActiveCancelReq = 2,
+    WaitingCancelReq = 3,
+}
+
+pub const CLIENT_STATES: usize = 4;
+
+impl ClientState {
+    fn from_u8(v: u8) -> ClientState {
+        match v {
+            0 => ClientState::Active,
+            1 => ClientState::Waiting,
+            2 => ClientState::ActiveCancelReq,
+            _ => ClientState::WaitingCancelReq,
+        }
+    }
+
+    pub fn show_name(self) -> &'static str {
+        match self {
+            ClientState::Active => "active",
+            ClientState::Waiting => "waiting",
+            ClientState::ActiveCancelReq => "active_cancel_req",
+            ClientState::WaitingCancelReq => "waiting_cancel_req",
+        }
+    }
+}
+
+/// Where a client connected from and to.
+#[derive(Clone, Debug, Default)]
+pub struct ClientAddrs {
+    pub addr: String,
+    pub port: u16,
+    pub local_addr: String,
+    pub local_port: u16,
+    pub tls: String,
+}
+
+impl ClientAddrs {
+    /// Reads the socket addresses of an accepted connection.
+    pub fn of(stream: &ClientStream) -> ClientAddrs {
+        let tcp = match stream {
+            ClientStream::Tcp(s) => s,
+            ClientStream::Tls(s) => s.get_ref().0,
+            ClientStream::Unix(_) => {
+                return ClientAddrs {
+                    addr: "unix".to_string(),
+                    local_addr: "unix".to_string(),
+                    ..ClientAddrs::default()
+                };
+            }
+        };
+        let peer = tcp.peer_addr().ok();
+        let local = tcp.local_addr().ok();
+        ClientAddrs {
+            addr: peer.map(|a| a.ip().to_string()).unwrap_or_default(),
+            port: peer.map(|a| a.port()).unwrap_or(0),
+            local_addr: local.map(|a| a.ip().to_string()).unwrap_or_default(),
+            local_port: local.map(|a| a.port()).unwrap_or(0),
+            // PgBouncer's `tls_get_connection_info`: empty without TLS
+            tls: stream.tls_info().map(|i| i.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// One logged-in client.
+pub struct ClientEntry {
+    pub id: u64,
+    pub user: String,
+    pub database: String,
+    pub addrs: ClientAddrs,
+    pub application_name: String,
+    pub connect_time: SystemTime,
+    /// The pool it belongs to (`None` for admin console clients).
+    pub pool: Option<Arc<Pool>>,
+    state: AtomicU8,
+    request_time_us: AtomicU64,
+    /// When it started waiting for a server (0: not waiting).
+    wait_start_us: AtomicU64,
+    /// The linked server's id (0: none).
+    link: AtomicU64,
+    kill: CancellationToken,
+    kill_reason: Mutex<Option<PoolerError>>,
+}
+
+impl ClientEntry {
+    pub fn state(&self) -> ClientState {
+        ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Moves the client to `to`, keeping its pool's counts right.
+    pub fn set_state(&self, to: ClientState) {
+        let from = self.state.swap(to as u8, Ordering::Relaxed);
+        if let Some(pool) = &self.pool {
+            pool.client_states.moved(from as usize, to as usize);
+        }
+        let now = now_us(SystemTime::now());
+        match to {
+            ClientState::Waiting => self.wait_start_us.store(now, Ordering::Relaxed),
+            _ => self.wait_start_us.store(0, Ordering::Relaxed),
+        }
+    }
+
+    /// The session loop: the client asked for a server (waiting starts).
+    pub fn start_waiting(&self) {
+        self.request_time_us
+            .store(now_us(SystemTime::now()), Ordering::Relaxed);
+        self.set_state(ClientState::Waiting);
+    }
+
+    /// The session loop: a server is linked.
+    pub fn linked(&self, server_id: u64) {
+        self.link.store(server_id, Ordering::Relaxed);
+        self.set_state(ClientState::Active);
+    }
+
+    /// The session loop: the server went back to the pool.
+    pub fn unlinked(&self) {
+        self.link.store(0, Ordering::Relaxed);
+        self.set_state(ClientState::Active);
+    }
+
+    pub fn link(&self) -> u64 {
+        self.link.load(Ordering::Relaxed)
+    }
+
+    pub fn request_time_us(&self) -> u64 {
+        self.request_time_us.load(Ordering::Relaxed)
+    }
+
+    /// Microseconds since the client started waiting (0 if not waiting).
+    pub fn waiting_for_us(&self) -> u64 {
+        match self.wait_start_us.load(Ordering::Relaxed) {
+            0 => 0,
+            start => now_us(SystemTime::now()).saturating_sub(start),
+        }
+    }
+
+    /// Asks the client task to end, sending `reason` to the client first.
+    pub fn kill(&self, reason: PoolerError) {
+        *self.kill_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.kill.cancel();
+    }
+
+    /// Resolves once the client was killed, with the error to send it.
+    pub async fn killed(&self) -> PoolerError {
+        self.kill.cancelled().await;
+        self.kill_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or(crate::protocol::pooler_errors::ADMIN_FORCED_DISCONNECT)
+    }
+}
+
+/// What a client tells the registry at login.
+pub struct NewClient {
+    pub id: u64,
+    pub user: String,
+    pub database: String,
+    pub addrs: ClientAddrs,
+    pub application_name: String,
+    pub pool: Option<Arc<Pool>>,
+}
+
+/// Every logged-in client, by id.
+#[derive(Default)]
+pub struct ClientRegistry {
+    clients: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+}
+
+/// Removes its client from the registry (and its pool's counts) when dropped.
+pub struct Registration<'a> {
+    registry: &'a ClientRegistry,
+    pub entry: Arc<ClientEntry>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.entry.id);
+        if let Some(pool) = &self.entry.pool {
+            pool.client_states.leave(self.entry.state() as usize);
+        }
+    }
+}
+
+impl ClientRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ClientEntry>>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a logged-in client in state `active` (idle, no link).
+    pub fn register(&self, c: NewClient) -> Registration<'_> {
+        let now = SystemTime::now();
+        let entry = Arc::new(ClientEntry {
+            id: c.id,
+            user: c.user,
+            database: c.database,
+            addrs: c.addrs,
+            application_name: c.application_name,
+            connect_time: now,
+            pool: c.pool,
+            state: AtomicU8::new(ClientState::Active as u8),
+            request_time_us: AtomicU64::new(now_us(now)),
+            wait_start_us: AtomicU64::new(0),
+            link: AtomicU64::new(0),
+            kill: CancellationToken::new(),
+            kill_reason: Mutex::new(None),
+        });
+        if let Some(pool) = &entry.pool {
+            pool.client_states.enter(ClientState::Active as usize);
+        }
+        self.lock().insert(entry.id, entry.clone());
+        Registration {
+            registry: self,
+            entry,
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientEntry>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Every client, by id.
+    pub fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Kills every pooled (non-admin) client of `db`, or of every database; returns how many.
+    pub fn kill_db(&self, db: Option<&str>, reason: PoolerError) -> usize {
+        let targets: Vec<_> = self
+            .snapshot()
+            .into_iter()
+            .filter(|c| c.pool.is_some() && db.is_none_or(|d| c.database == d))
+            .collect();
+        for c in &targets {
+            c.kill(reason.clone());
+        }
+        targets.len()
+    }
+
+    /// Clients still waiting for a server (SIGINT disconnects them).
+    pub fn kill_waiting(&self, reason: PoolerError) -> usize {
+        let targets: Vec<_> = self
+            .snapshot()
+            .into_iter()
+            .filter(|c| c.pool.is_some() && c.state() == ClientState::Waiting)
+            .collect();
+        for c in &targets {
+            c.kill(reason.clone());
+        }
+        targets.len()
+    }
+
+    /// Pooled clients (admin console excluded).
+    pub fn pooled_count(&self) -> usize {
+        self.lock().values().filter(|c| c.pool.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kill_wakes_the_client_with_its_reason() {
+        let reg = ClientRegistry::default();
+        let r = reg.register(NewClient {
+            id: 3,
+            user: "u".into(),
+            database: "pgbouncer".into(),
+            addrs: ClientAddrs::default(),
+            application_name: String::new(),
+            pool: None,
+        });
+        assert!(reg.get(3).is_some());
+        reg.get(3)
+            .expect("registered above")
+            .kill(crate::protocol::pooler_errors::ADMIN_FORCED_DISCONNECT);
+        let e = r.entry.killed().await;
+        assert_eq!(e.message, "admin forced disconnect");
+        drop(r);
+        assert!(reg.get(3).is_none());
+    }
+}

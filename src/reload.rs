@@ -1,0 +1,121 @@
+//! RELOAD and SIGHUP: re-read pgbouncer.ini and users.txt, refuse a bad config (the reason is
+//! logged, the running one stays), swap the snapshot in `App`, keep the pools whose
+//! definition did not change, retire changed ones (their servers close at release), refuse
+//! new clients of removed databases, and rebuild the upstream TLS connector.
+
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::pool::PoolDef;
+
+/// Why a reload was refused (already logged).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("config file loading failed: {0}")]
+    Load(String),
+    #[error("TLS configuration could not be reloaded, keeping old configuration: {0}")]
+    Tls(String),
+}
+
+/// Reloads the configuration. On a load or validation error nothing changes.
+pub async fn reload(app: &Arc<App>) -> Result<(), ReloadError> {
+    let _serial = app.reload_lock.lock().await;
+    let old = app.config();
+    let new = match old.reload() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("config file loading failed: {e}");
+            return Err(ReloadError::Load(e.to_string()));
+        }
+    };
+    match new.validate() {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => {
+            tracing::error!("config file loading failed: {e}");
+            return Err(ReloadError::Load(e.to_string()));
+        }
+    }
+    for w in &new.auth_file.warnings {
+        tracing::warn!("{w}");
+    }
+    let server_tls_changed = tls_fingerprint(&old) != tls_fingerprint(&new);
+    reconcile_pools(app, &old, &new, server_tls_changed);
+    app.set_config(new);
+    // SIGHUP also reopens the log file (log rotation)
+    if let Err(e) = crate::logging::reopen() {
+        tracing::warn!(error = %e, "could not reopen the log file");
+    }
+    // client TLS: rebuilt by the OPS helper's crate::net::client_tls (connected clients keep
+    // their sessions; new handshakes use the new certificate)
+    let client_tls = crate::net::client_tls::rebuild(app);
+    if let Err(e) = &client_tls {
+        tracing::error!(error = %e, "TLS configuration could not be reloaded, keeping old configuration");
+    }
+    if !rebuild_upstream_tls(app) || client_tls.is_err() {
+        return Err(ReloadError::Tls("see the log for the reason".to_string()));
+    }
+    tracing::info!("configuration reloaded");
+    Ok(())
+}
+
+fn tls_fingerprint(c: &Config) -> String {
+    format!("{:?}", crate::net::tls_settings::from_config(&c.settings))
+}
+
+/// Rebuilds the upstream TLS connector from the current config (files are re-read, so renewed
+/// certificates are picked up). On failure the old connector stays and `false` is returned.
+pub fn rebuild_upstream_tls(app: &App) -> bool {
+    let config = app.config();
+    match crate::net::tls::build_connector(&crate::net::tls_settings::from_config(&config.settings))
+    {
+        Ok(tls) => {
+            app.set_tls(tls);
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS configuration could not be reloaded, keeping old configuration");
+            false
+        }
+    }
+}
+
+/// Compares every pool's definition under the new config with its current one.
+fn reconcile_pools(app: &App, old: &Config, new: &Config, server_tls_changed: bool) {
+    for pool in app.pools.all() {
+        let key = (pool.def.db_name.clone(), pool.def.login_user.clone());
+        let Some(new_db) = new.database_for(&pool.def.db_name) else {
+            // new clients get "no such database" from the new config; these keep working
+            tracing::info!(db = %pool.def.db_name, "database removed by reload");
+            pool.servers.mark_all_close_needed();
+            pool.close_idle_needing_close();
+            app.pools.retire(&key);
+            continue;
+        };
+        // the client user only matters for [users] lookups; the login user stands for it
+        let new_def = PoolDef::resolve(new, &new_db, &pool.def.login_user);
+        let same_def = format!("{:?}", pool.def) == format!("{new_def:?}");
+        let same_secret = pool.def.secret == new_def.secret;
+        let reconnect = server_tls_changed
+            || old
+                .database_for(&pool.def.db_name)
+                .is_none_or(|old_db| old_db.needs_reconnect(&new_db))
+            || !same_def;
+        if same_def && same_secret && !server_tls_changed {
+            continue;
+        }
+        tracing::info!(
+            db = %pool.def.db_name, user = %pool.def.login_user, reconnect,
+            "pool definition changed by reload"
+        );
+        if reconnect {
+            pool.servers.mark_all_close_needed();
+            pool.close_idle_needing_close();
+        }
+        app.pools.retire(&key);
+    }
+}
