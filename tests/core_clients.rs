@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::bouncer::{Bouncer, BouncerConfig};
 use common::client::query_one_conninfo;
 use common::pg::{self, PgCluster};
+use common::pgbench::pgbench;
 use common::wire::{self, Closing};
 
 const ALICE: (&str, &str) = ("alice", "alice-secret");
@@ -88,18 +89,6 @@ async fn tokio_postgres_over_unix_socket() {
     let b = config().start();
     let r = query_one_conninfo(&b.conninfo_unix(ALICE.0, ALICE.1, "app"), "SELECT 7").await;
     assert_eq!(r.unwrap_or_else(|f| panic!("{f}\n{}", b.log())), "7");
-}
-
-fn pgbench(b: &Bouncer, args: &[&str]) -> std::process::Output {
-    Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(b.port().to_string())
-        .args(["-U", pg::SCRAM_USER])
-        .args(args)
-        .arg("testdb")
-        .env("PGPASSWORD", pg::SCRAM_PASS)
-        .output()
-        .expect("running pgbench")
 }
 
 fn assert_pgbench_clean(mode: &str, out: &std::process::Output, b: &Bouncer) {

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::bouncer::{Bouncer, BouncerConfig};
 use common::client::{Failure, first_value};
 use common::pg::{self, PgCluster};
+use common::pgbench::pgbench;
 use common::wire;
 use futures_util::{SinkExt, StreamExt, pin_mut};
 
@@ -461,18 +461,6 @@ async fn user_pool_mode_overrides_the_global_one() {
     assert_eq!(r.0, r.1);
 }
 
-fn pgbench(b: &Bouncer, args: &[&str]) -> std::process::Output {
-    Command::new("pgbench")
-        .args(["-h", "127.0.0.1", "-p"])
-        .arg(b.port().to_string())
-        .args(["-U", pg::SCRAM_USER])
-        .args(args)
-        .arg("testdb")
-        .env("PGPASSWORD", pg::SCRAM_PASS)
-        .output()
-        .expect("running pgbench")
-}
-
 #[test]
 fn pgbench_transaction_mode_all_protocols() {
     let b = config("transaction", 5)
@@ -513,4 +501,42 @@ fn pgbench_transaction_mode_all_protocols() {
                 .join(" | ")
         );
     }
+}
+
+#[tokio::test]
+async fn psql_transactions_and_copy_in_transaction_mode() {
+    let b = config("transaction", 1).start();
+    let other = connect(&b).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("rows.csv");
+    let script = format!(
+        "DROP TABLE IF EXISTS psql_tx; CREATE TABLE psql_tx(n int);\n\
+         BEGIN;\nINSERT INTO psql_tx SELECT generate_series(1, 100);\nCOMMIT;\n\
+         \\copy (SELECT n FROM psql_tx) TO '{0}' CSV\n\
+         \\copy psql_tx FROM '{0}' CSV\n\
+         SELECT 'total=' || count(*) FROM psql_tx;\n",
+        csv.display()
+    );
+    let file = dir.path().join("script.sql");
+    std::fs::write(&file, script).expect("write script");
+    let out = b.psql(
+        USER,
+        PASS,
+        "testdb",
+        &["-v", "ON_ERROR_STOP=1", "-f", file.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("total=200"),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log()
+    );
+    // the other client shares the single server between psql's transactions
+    assert_eq!(
+        first_value(&other, "SELECT count(*) FROM psql_tx")
+            .await
+            .unwrap(),
+        "200"
+    );
 }

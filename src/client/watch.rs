@@ -420,3 +420,177 @@ impl Watcher for LinkWatcher<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::prepared::{ClientStatements, ServerStatements, StatementRegistry};
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    struct Rig {
+        registry: StatementRegistry,
+        client: ClientStatements,
+        server: ServerStatements,
+        stats: PoolStats,
+        sp: ParamSet,
+        cp: ParamSet,
+        tracked: Vec<String>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            Rig {
+                registry: StatementRegistry::default(),
+                client: ClientStatements::default(),
+                server: ServerStatements::default(),
+                stats: PoolStats::default(),
+                sp: ParamSet::new(),
+                cp: ParamSet::new(),
+                tracked: vec!["TimeZone".into()],
+            }
+        }
+
+        fn watcher(&mut self, capacity: usize) -> LinkWatcher<'_> {
+            let prepared = PreparedLink {
+                registry: &self.registry,
+                client: &mut self.client,
+                server: &mut self.server,
+                capacity,
+            };
+            LinkWatcher::new(
+                PoolMode::Transaction,
+                &mut self.sp,
+                &mut self.cp,
+                &self.tracked,
+                Some(prepared),
+                &self.stats,
+            )
+        }
+    }
+
+    /// Feeds one message the way the relay does; returns the verdict and what was injected.
+    fn feed(w: &mut LinkWatcher<'_>, dir: Dir, m: &[u8]) -> (Verdict, Vec<Bytes>) {
+        let mut inject = Vec::new();
+        let v = if w.wants_whole(dir, m[0]) {
+            w.on_message(dir, m[0], m, &mut inject)
+        } else {
+            w.on_tag(dir, m[0], &mut inject);
+            Verdict::Forward
+        };
+        (v, inject)
+    }
+
+    #[test]
+    fn named_statement_moves_to_a_server_that_lacks_it() {
+        let mut rig = Rig::new();
+        // first server: the client's Parse is rewritten to the pooler-wide name
+        {
+            let mut w = rig.watcher(10);
+            let (v, inj) = feed(&mut w, Dir::ToServer, &msg(b'P', b"s1\0SELECT 1\0\0\0"));
+            assert_eq!(v, Verdict::Drop);
+            assert_eq!(&inj[0][5..17], b"PGBOUNCER_1\0");
+            feed(&mut w, Dir::ToServer, &msg(b'S', b""));
+            assert_eq!(
+                feed(&mut w, Dir::ToClient, &msg(b'1', b"")).0,
+                Verdict::Forward
+            );
+            feed(&mut w, Dir::ToClient, &msg(b'Z', b"I"));
+            assert!(w.release_ready);
+        }
+        // second server (empty cache): Bind gets the Parse injected first, its reply swallowed
+        rig.server = ServerStatements::default();
+        let mut w = rig.watcher(10);
+        let bind = msg(b'B', b"\0s1\0\0\0\0\0\0\0");
+        let (v, inj) = feed(&mut w, Dir::ToServer, &bind);
+        assert_eq!(inj.len(), 2, "Parse, then the rewritten Bind prefix");
+        assert_eq!(inj[0][0], b'P');
+        assert_eq!(inj[1][0], b'B');
+        assert_eq!(v, Verdict::ForwardTail(9));
+        feed(&mut w, Dir::ToServer, &msg(b'E', b"\0\0\0\0\0"));
+        feed(&mut w, Dir::ToServer, &msg(b'S', b""));
+        assert_eq!(
+            feed(&mut w, Dir::ToClient, &msg(b'1', b"")).0,
+            Verdict::Drop
+        );
+        feed(&mut w, Dir::ToClient, &msg(b'2', b""));
+        feed(&mut w, Dir::ToClient, &msg(b'C', b"SELECT 1\0"));
+        feed(&mut w, Dir::ToClient, &msg(b'Z', b"I"));
+        assert!(w.release_ready && w.failure.is_none());
+    }
+
+    #[test]
+    fn unknown_statement_disconnects_with_pgbouncers_error() {
+        let mut rig = Rig::new();
+        let mut w = rig.watcher(10);
+        let (v, _) = feed(&mut w, Dir::ToServer, &msg(b'B', b"\0nope\0\0\0\0\0\0\0"));
+        assert_eq!(v, Verdict::DropAndStop);
+        let f = w.failure.expect("failure");
+        assert_eq!(f.message, "prepared statement did not exist");
+    }
+
+    #[test]
+    fn statement_mode_refuses_a_transaction_status() {
+        let mut rig = Rig::new();
+        let mut w = LinkWatcher::new(
+            PoolMode::Statement,
+            &mut rig.sp,
+            &mut rig.cp,
+            &rig.tracked,
+            None,
+            &rig.stats,
+        );
+        feed(&mut w, Dir::ToServer, &msg(b'Q', b"BEGIN\0"));
+        let (v, _) = feed(&mut w, Dir::ToClient, &msg(b'Z', b"T"));
+        assert_eq!(v, Verdict::DropAndStop);
+        assert_eq!(
+            w.failure.expect("failure").message,
+            "transaction blocks not allowed in statement pooling mode"
+        );
+    }
+
+    #[test]
+    fn random_message_streams_never_panic() {
+        // a small LCG instead of a fuzzing dependency; cargo-fuzz target: fuzz/link_watcher
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        let tags = b"PBDECSHQFXdcf123nsTtZINAGWKR";
+        for _ in 0..2000 {
+            let mut rig = Rig::new();
+            let mut w = rig.watcher(2);
+            for _ in 0..40 {
+                let dir = if next() % 2 == 0 {
+                    Dir::ToServer
+                } else {
+                    Dir::ToClient
+                };
+                let tag = tags[(next() as usize) % tags.len()];
+                let len = (next() % 12) as usize;
+                let mut body: Vec<u8> = (0..len).map(|_| (next() % 4) as u8 + b'\0').collect();
+                if next() % 3 == 0 {
+                    body.push(0);
+                }
+                let mut inject = Vec::new();
+                let m = msg(tag, &body);
+                if w.wants_whole(dir, tag) {
+                    if w.on_message(dir, tag, &m, &mut inject) == Verdict::DropAndStop {
+                        break;
+                    }
+                } else {
+                    w.on_tag(dir, tag, &mut inject);
+                }
+                w.take_unsolicited(Dir::ToClient, &mut inject);
+            }
+        }
+    }
+}

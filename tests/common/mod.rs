@@ -10,6 +10,7 @@ pub mod bouncer;
 pub mod client;
 pub mod kdc;
 pub mod pg;
+pub mod pgbench;
 pub mod ports;
 pub mod secrets;
 pub mod wait;
