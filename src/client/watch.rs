@@ -576,7 +576,7 @@ mod tests {
                 };
                 let tag = tags[(next() as usize) % tags.len()];
                 let len = (next() % 12) as usize;
-                let mut body: Vec<u8> = (0..len).map(|_| (next() % 4) as u8 + b'\0').collect();
+                let mut body: Vec<u8> = (0..len).map(|_| (next() % 4) as u8).collect();
                 if next() % 3 == 0 {
                     body.push(0);
                 }
