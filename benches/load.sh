@@ -9,7 +9,8 @@
 # regressions, on a quiet machine.
 #
 #   bash benches/load.sh                       # defaults: 50 clients, 2 threads, 30 s, pool 5
-#   DURATION=10 MODES="prepared" bash benches/load.sh
+#   DURATION=10 MODES="prepared" POOLERS=krbouncer bash benches/load.sh
+#   PGBENCH_ARGS=-S bash benches/load.sh          # select-only: loads the pooler, not the disk
 set -euo pipefail
 
 DURATION=${DURATION:-30}
@@ -18,6 +19,7 @@ THREADS=${THREADS:-2}
 POOL=${POOL:-5}
 POOL_MODE=${POOL_MODE:-transaction}
 MODES=${MODES:-"simple extended prepared"}
+POOLERS=${POOLERS:-"krbouncer pgbouncer"}
 PGBENCH_ARGS=${PGBENCH_ARGS:-}   # e.g. "-S" for select-only, which loads the pooler more than the database
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -113,8 +115,12 @@ run_pooler() { # $1 = name, $2 = extra ini lines, $3... = command
 }
 
 echo "pgbench $PGBENCH_ARGS -c $CLIENTS -j $THREADS -T $DURATION, pool_mode=$POOL_MODE, default_pool_size=$POOL"
-run_pooler krbouncer "max_prepared_statements = 200" "$bin"
-if command -v pgbouncer >/dev/null; then
+if [[ " $POOLERS " == *" krbouncer "* ]]; then
+    run_pooler krbouncer "max_prepared_statements = 200" "$bin"
+fi
+if [[ " $POOLERS " != *" pgbouncer "* ]]; then
+    :
+elif command -v pgbouncer >/dev/null; then
     # max_prepared_statements exists since PgBouncer 1.21; older ones cannot run -M prepared
     # in transaction pooling at all.
     ver=$(pgbouncer -V | grep -oP 'PgBouncer \K[0-9.]+' | head -1)

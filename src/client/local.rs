@@ -3,6 +3,10 @@
 //! Close of a statement, Sync and Flush. libpq's PQprepare (Parse + Sync) is synchronous, so a
 //! single-threaded client such as pgbench would otherwise stall all its connections while one
 //! waits for a server, including those holding servers in open transactions.
+//!
+//! A statement no server has checked yet still goes to a server when one is free, so syntax
+//! errors surface at Parse as usual; only when the pool is exhausted is it taken on trust, and
+//! an error then surfaces at the first Bind / Describe (when it is prepared on a server).
 
 use bytes::{Buf, BytesMut};
 
@@ -19,6 +23,8 @@ pub struct LocalContext<'a> {
     pub statements: &'a mut ClientStatements,
     pub stats: &'a PoolStats,
     pub max_packet_size: usize,
+    /// Take Parses of statements no server has checked yet (the pool is exhausted).
+    pub accept_unchecked: bool,
 }
 
 /// Answers the leading messages of `rbuf` that need no server, consuming them and appending
@@ -42,7 +48,7 @@ pub fn answer_unlinked(
                     return Ok(());
                 }
                 let stmt = cx.registry.intern(body);
-                if !stmt.is_validated() {
+                if !stmt.is_validated() && !cx.accept_unchecked {
                     return Ok(()); // a server must check it first
                 }
                 cx.stats.record_client_parse();
@@ -92,6 +98,7 @@ mod tests {
             statements: &mut statements,
             stats: &stats,
             max_packet_size: 1 << 20,
+            accept_unchecked: false,
         };
         let mut rbuf = BytesMut::new();
         rbuf.extend_from_slice(&msg(b'P', b"p1\0BEGIN;\0\0\0"));
@@ -102,6 +109,9 @@ mod tests {
         answer_unlinked(&mut rbuf, &mut cx, &mut out).unwrap();
         assert_eq!(&out[..], b"1\0\0\0\x04Z\0\0\0\x05I");
         assert_eq!(rbuf[0], b'P', "the unknown statement waits for a server");
-        assert!(statements.get("p1").is_some());
+        cx.accept_unchecked = true;
+        answer_unlinked(&mut rbuf, &mut cx, &mut out).unwrap();
+        assert!(rbuf.is_empty(), "an exhausted pool takes it on trust");
+        assert!(statements.get("p1").is_some() && statements.get("p2").is_some());
     }
 }

@@ -232,6 +232,7 @@ impl Session<'_> {
             statements: &mut self.statements,
             stats: &self.pool.stats,
             max_packet_size: self.limits.max_packet_size,
+            accept_unchecked: self.pool.would_wait(),
         };
         let result = answer_unlinked(&mut self.rbuf, &mut cx, &mut out);
         if !out.is_empty() {

@@ -137,6 +137,11 @@ impl Pool {
             .len()
     }
 
+    /// Whether a checkout now would have to wait: every `pool_size` slot is in use.
+    pub fn would_wait(&self) -> bool {
+        self.slots.available_permits() == 0
+    }
+
     pub fn idle_count(&self) -> usize {
         lock(&self.idle).len()
     }
