@@ -126,8 +126,10 @@ impl Pump {
         Pump {
             dir,
             inject: Vec::new(),
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            out: VecDeque::with_capacity(8),
+            // allocated at the first read: a pump that starts with pending input (the usual
+            // case for a client's next request) reuses that buffer instead
+            rbuf: BytesMut::new(),
+            out: VecDeque::new(),
             streaming_left: 0,
             needs_flush: false,
             stop_requested: false,
