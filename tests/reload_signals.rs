@@ -270,3 +270,37 @@ async fn sigquit_exits_at_once() {
         "SIGQUIT exits with clients connected"
     );
 }
+
+#[tokio::test]
+async fn transaction_mode_client_follows_a_changed_database_after_reload() {
+    let pg = PgCluster::shared();
+    let base = || {
+        BouncerConfig::new()
+            .auth(TRUST_USER, TRUST_PASS)
+            .set("pool_mode", "transaction")
+    };
+    let cfg = base().database(format!("app = {}", pg.connstr("testdb")));
+    let b = cfg.start();
+    let c = login(&b, TRUST_USER, TRUST_PASS, "app")
+        .await
+        .expect("login");
+    assert_eq!(
+        first_value(&c, "SELECT current_database()").await.unwrap(),
+        "testdb"
+    );
+    // the same client-facing name now points at another database
+    let changed = base().database(format!("app = {}", pg.connstr("otherdb")));
+    rewrite(&b, &changed);
+    b.send_signal(Signal::SIGHUP);
+    assert!(
+        b.wait_for_log("configuration reloaded", WAIT),
+        "{}",
+        b.log()
+    );
+    assert_eq!(
+        first_value(&c, "SELECT current_database()").await.unwrap(),
+        "otherdb",
+        "the connected client's next transaction uses the new definition\n{}",
+        b.log()
+    );
+}

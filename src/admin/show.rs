@@ -255,7 +255,7 @@ pub fn pools(app: &App, buf: &mut BytesMut) {
         ("load_balance_hosts", S),
     ];
     let clients = app.client_registry.snapshot();
-    let admins = clients.iter().filter(|c| c.pool.is_none()).count();
+    let admins = clients.iter().filter(|c| c.is_admin()).count();
     let mut rows = Rows::new();
     rows.push(vec![
         s("pgbouncer"),
@@ -281,7 +281,7 @@ pub fn pools(app: &App, buf: &mut BytesMut) {
         let sv = |st: ServerState| pool.servers.count(st);
         let maxwait = clients
             .iter()
-            .filter(|c| c.pool.as_ref().is_some_and(|p| Arc::ptr_eq(p, &pool)))
+            .filter(|c| c.belongs_to(&pool))
             .map(|c| c.waiting_for_us())
             .max()
             .unwrap_or(0);
@@ -349,7 +349,7 @@ pub fn databases(app: &App, buf: &mut BytesMut) {
         .client_registry
         .snapshot()
         .iter()
-        .filter(|c| c.pool.is_none())
+        .filter(|c| c.is_admin())
         .count();
     let mut rows = Rows::new();
     for name in database_names(app, &config) {

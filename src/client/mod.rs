@@ -13,7 +13,6 @@ pub mod startup;
 pub mod watch;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -179,8 +178,6 @@ async fn serve_inner(
             pool.set_scram_keys(keys);
         }
     }
-    pool.client_count.fetch_add(1, Ordering::Relaxed);
-    let _pool_client = PoolClient(&pool);
     pool.stats.record_client_login();
     let registration = app.client_registry.register(NewClient {
         id,
@@ -274,15 +271,6 @@ async fn admin_console(
     match killed {
         Some(reason) => Err(reason),
         None => Ok(()),
-    }
-}
-
-/// Keeps a pool's client count right however the client leaves.
-struct PoolClient<'a>(&'a Arc<Pool>);
-
-impl Drop for PoolClient<'_> {
-    fn drop(&mut self) {
-        self.0.client_count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

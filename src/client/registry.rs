@@ -93,8 +93,9 @@ pub struct ClientEntry {
     pub addrs: ClientAddrs,
     pub application_name: String,
     pub connect_time: SystemTime,
-    /// The pool it belongs to (`None` for admin console clients).
-    pub pool: Option<Arc<Pool>>,
+    /// The pool it belongs to (`None` for admin console clients); it changes only when a
+    /// reload replaced the pool (`ClientEntry::move_to`).
+    pool: Mutex<Option<Arc<Pool>>>,
     state: AtomicU8,
     request_time_us: AtomicU64,
     /// When it started waiting for a server (0: not waiting).
@@ -106,16 +107,51 @@ pub struct ClientEntry {
 }
 
 impl ClientEntry {
+    fn pool_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Pool>>> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pool it belongs to (`None` for admin console clients).
+    pub fn pool(&self) -> Option<Arc<Pool>> {
+        self.pool_slot().clone()
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.pool_slot().is_none()
+    }
+
+    pub fn belongs_to(&self, pool: &Arc<Pool>) -> bool {
+        self.pool_slot()
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, pool))
+    }
+
+    /// Moves a pool client to the pool that replaced its own on reload, taking its counts
+    /// along.
+    pub fn move_to(&self, to: Arc<Pool>) {
+        let mut slot = self.pool_slot();
+        let state = self.state.load(Ordering::Relaxed) as usize;
+        if let Some(old) = slot.take() {
+            old.client_states.leave(state);
+            old.client_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        to.client_states.enter(state);
+        to.client_count.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(to);
+    }
+
     pub fn state(&self) -> ClientState {
         ClientState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
     /// Moves the client to `to`, keeping its pool's counts right.
     pub fn set_state(&self, to: ClientState) {
+        let slot = self.pool_slot();
         let from = self.state.swap(to as u8, Ordering::Relaxed);
-        if let Some(pool) = &self.pool {
+        if let Some(pool) = slot.as_ref() {
             pool.client_states.moved(from as usize, to as usize);
         }
+        drop(slot);
         let now = now_us(SystemTime::now());
         match to {
             ClientState::Waiting => self.wait_start_us.store(now, Ordering::Relaxed),
@@ -200,8 +236,10 @@ pub struct Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.entry.id);
-        if let Some(pool) = &self.entry.pool {
+        let slot = self.entry.pool_slot();
+        if let Some(pool) = slot.as_ref() {
             pool.client_states.leave(self.entry.state() as usize);
+            pool.client_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -221,7 +259,7 @@ impl ClientRegistry {
             addrs: c.addrs,
             application_name: c.application_name,
             connect_time: now,
-            pool: c.pool,
+            pool: Mutex::new(c.pool),
             state: AtomicU8::new(ClientState::Active as u8),
             request_time_us: AtomicU64::new(now_us(now)),
             wait_start_us: AtomicU64::new(0),
@@ -229,8 +267,9 @@ impl ClientRegistry {
             kill: CancellationToken::new(),
             kill_reason: Mutex::new(None),
         });
-        if let Some(pool) = &entry.pool {
+        if let Some(pool) = entry.pool_slot().as_ref() {
             pool.client_states.enter(ClientState::Active as usize);
+            pool.client_count.fetch_add(1, Ordering::Relaxed);
         }
         self.lock().insert(entry.id, entry.clone());
         Registration {
@@ -253,7 +292,7 @@ impl ClientRegistry {
         let targets: Vec<_> = self
             .snapshot()
             .into_iter()
-            .filter(|c| c.pool.is_some() && db.is_none_or(|d| c.database == d))
+            .filter(|c| !c.is_admin() && db.is_none_or(|d| c.database == d))
             .collect();
         for c in &targets {
             c.kill(reason.clone());
@@ -266,7 +305,7 @@ impl ClientRegistry {
         let targets: Vec<_> = self
             .snapshot()
             .into_iter()
-            .filter(|c| c.pool.is_some() && c.state() == ClientState::Waiting)
+            .filter(|c| !c.is_admin() && c.state() == ClientState::Waiting)
             .collect();
         for c in &targets {
             c.kill(reason.clone());
@@ -276,7 +315,7 @@ impl ClientRegistry {
 
     /// Pooled clients (admin console excluded).
     pub fn pooled_count(&self) -> usize {
-        self.lock().values().filter(|c| c.pool.is_some()).count()
+        self.lock().values().filter(|c| !c.is_admin()).count()
     }
 }
 

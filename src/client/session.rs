@@ -177,6 +177,7 @@ impl Session<'_> {
                             Err(e) => return self.fail(&e).await,
                         }
                     }
+                    self.follow_reload();
                     self.entry.start_waiting();
                     match self.pool.checkout(&self.app.upstream()).await {
                         Ok(g) => {
@@ -218,6 +219,27 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// A reload replaced this client's pool (its definition changed): use the new one from
+    /// now on, as PgBouncer applies a changed database to its clients' next server. A removed
+    /// database keeps its old pool for the clients still connected.
+    fn follow_reload(&mut self) {
+        if !self.pool.is_retired() {
+            return;
+        }
+        let config = self.app.config();
+        let Some(db) = config.database_for(&self.pool.def.db_name) else {
+            return;
+        };
+        let pool = self.app.pools.get_or_create(&config, &db, &self.entry.user);
+        if Arc::ptr_eq(&pool, &self.pool) {
+            return;
+        }
+        tracing::info!(db = %pool.def.db_name, "client moves to the reloaded pool");
+        self.entry.move_to(pool.clone());
+        self.pool = pool;
+        self.limits = SessionLimits::resolve(&config, &self.entry.user);
     }
 
     /// Answers what needs no server (see `client::local`); true if nothing is left to send

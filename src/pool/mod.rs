@@ -42,6 +42,8 @@ pub struct Pool {
     pub server_count: Arc<AtomicUsize>,
     /// Clients currently logged in to this pool.
     pub client_count: AtomicUsize,
+    /// Replaced by reload: clients move to the new pool at their next checkout.
+    retired: AtomicBool,
     /// Totals and latencies for SHOW STATS and /metrics.
     pub stats: crate::stats::PoolStats,
     /// Every server of this pool by state (SHOW SERVERS, SHOW POOLS).
@@ -80,6 +82,7 @@ impl Pool {
             next_address: AtomicUsize::new(0),
             server_count: Arc::new(AtomicUsize::new(0)),
             client_count: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
             stats: crate::stats::PoolStats::default(),
             servers: Arc::new(ServerSet::default()),
             client_states: state::StateCounts::default(),
@@ -135,6 +138,14 @@ impl Pool {
     pub fn close_idle_needing_close(&self) -> usize {
         self.drain_idle_where(|c| c.tally.as_ref().is_some_and(|t| t.entry.close_needed()))
             .len()
+    }
+
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// Whether a checkout now would have to wait: every `pool_size` slot is in use.

@@ -76,7 +76,11 @@ impl PoolRegistry {
     /// Replaces a pool whose definition changed on reload: the old pool stays alive for the
     /// clients still using it (its servers close at release), new clients get the new one.
     pub fn retire(&self, key: &PoolKey) -> Option<Arc<Pool>> {
-        lock(&self.pools).remove(key)
+        let pool = lock(&self.pools).remove(key);
+        if let Some(p) = &pool {
+            p.retire();
+        }
+        pool
     }
 
     /// Every pool, sorted by (database, user) for stable SHOW output.
