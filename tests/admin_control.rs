@@ -289,3 +289,30 @@ async fn shutdown_exits_at_once() {
     let _ = b.psql(ADMIN, ADMIN_PASS, "pgbouncer", &["-c", "SHUTDOWN"]);
     assert!(b.wait_exit(WAIT).is_some(), "SHUTDOWN exits\n{}", b.log());
 }
+
+#[tokio::test]
+async fn server_fast_close_ends_idle_sessions_after_reconnect() {
+    let b = admin_config(&[("pool_mode", "session"), ("server_fast_close", "1")]).start();
+    let c = client(&b, "testdb").await;
+    let keep = client(&b, "otherdb").await;
+    assert_eq!(first_value(&c, "SELECT 1").await.unwrap(), "1");
+    assert_eq!(first_value(&keep, "SELECT 1").await.unwrap(), "1");
+    let admin = admin_connect(&b, ADMIN, ADMIN_PASS).await;
+    admin_query(&admin, "RECONNECT testdb")
+        .await
+        .expect("reconnect");
+    assert!(
+        b.wait_for_log("closing because: database configuration changed", WAIT),
+        "the idle session on testdb was closed\n{}",
+        b.log()
+    );
+    assert!(
+        c.batch_execute("SELECT 1").await.is_err(),
+        "its client is gone too"
+    );
+    assert_eq!(
+        first_value(&keep, "SELECT 1").await.unwrap(),
+        "1",
+        "other databases are untouched"
+    );
+}

@@ -22,9 +22,9 @@ use crate::net::relay::{Dir, Pump, RelayEnd, relay};
 use crate::net::stream::ClientStream;
 use crate::pool::{CheckoutError, Pool, ServerGuard};
 use crate::protocol::pooler_errors::{
-    CLIENT_IDLE_TIMEOUT, IDLE_TRANSACTION_TIMEOUT, INVALID_SERVER_PARAMETER, QUERY_TIMEOUT,
-    QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED, SERVER_SHUTTING_DOWN, TRANSACTION_TIMEOUT,
-    server_login_retry,
+    CLIENT_IDLE_TIMEOUT, DATABASE_CONFIG_CHANGED, IDLE_TRANSACTION_TIMEOUT,
+    INVALID_SERVER_PARAMETER, QUERY_TIMEOUT, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED,
+    SERVER_SHUTTING_DOWN, TRANSACTION_TIMEOUT, server_login_retry,
 };
 use crate::server::params::{ParamSet, sync_query};
 use crate::server::query::run_simple;
@@ -47,6 +47,8 @@ pub struct SessionLimits {
     pub max_packet_size: usize,
     /// `max_prepared_statements`; 0 disables prepared-statement support.
     pub max_prepared_statements: usize,
+    /// `server_fast_close`: session-mode servers marked close_needed close when idle.
+    pub server_fast_close: bool,
 }
 
 impl SessionLimits {
@@ -60,6 +62,7 @@ impl SessionLimits {
             cancel_wait_timeout: s.cancel_wait_timeout,
             max_packet_size: s.max_packet_size as usize,
             max_prepared_statements: s.max_prepared_statements.max(0) as usize,
+            server_fast_close: s.server_fast_close,
         }
     }
 
@@ -325,6 +328,7 @@ impl Session<'_> {
         let mode = self.mode();
         let limits = self.limits;
         let stats = &self.pool.stats;
+        let server_entry = guard.server_entry();
         let conn = guard.conn();
         let mut c2s = Pump::new(Dir::ToServer, limits.max_packet_size)
             .with_pending(std::mem::take(&mut self.rbuf));
@@ -347,7 +351,9 @@ impl Session<'_> {
             prepared,
             stats,
         );
-        let timers = limits.linked_timeouts_enabled();
+        // PgBouncer's janitor closes idle close_needed session servers (server_fast_close)
+        let fast_close = limits.server_fast_close && mode == PoolMode::Session;
+        let timers = limits.linked_timeouts_enabled() || fast_close;
         let outcome = loop {
             let check = limits.next_check(&w.timing, Instant::now());
             tokio::select! {
@@ -359,6 +365,15 @@ impl Session<'_> {
                 _ = tokio::time::sleep_until(check.into()), if timers => {
                     if let Some(e) = limits.expired(&w.timing, Instant::now()) {
                         break Err(e);
+                    }
+                    let close_needed = server_entry.as_ref().is_some_and(|e| e.close_needed());
+                    if fast_close
+                        && close_needed
+                        && w.is_idle()
+                        && c2s.is_idle()
+                        && s2c.is_idle()
+                    {
+                        break Err(DATABASE_CONFIG_CHANGED);
                     }
                 }
             }

@@ -26,7 +26,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "peer_id",
     "pool_idle_timeout",
     "resolv_conf",
-    "server_fast_close",
     "so_reuseport",
     "tcp_defer_accept",
     "tcp_keepalive",

@@ -101,6 +101,11 @@ impl ServerGuard {
         }
     }
 
+    /// This server's SHOW SERVERS entry (its `close_needed` flag is read while linked).
+    pub fn server_entry(&self) -> Option<Arc<ServerEntry>> {
+        self.conn.as_ref().and_then(entry_of).cloned()
+    }
+
     /// This server's id (SHOW SERVERS `id`), for a client entry's `link`.
     pub fn server_id(&self) -> u64 {
         self.conn.as_ref().map(|c| c.id).unwrap_or(0)

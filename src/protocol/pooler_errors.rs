@@ -263,6 +263,10 @@ pub const SERVER_CONN_CRASHED: PoolerError = PoolerError::fatal("server conn cra
 /// Statement pooling and the server reported a transaction block.
 pub const STATEMENT_MODE_TRANSACTION: PoolerError =
     PoolerError::fatal("transaction blocks not allowed in statement pooling mode");
+/// `server_fast_close`: an idle session-mode server marked close_needed (RECONNECT, a reload
+/// that changed the database) is closed, and its client with it.
+pub const DATABASE_CONFIG_CHANGED: PoolerError =
+    PoolerError::fatal("database configuration changed");
 /// Parameter sync (`SET ...`) failed on the server.
 pub const INVALID_SERVER_PARAMETER: PoolerError = PoolerError::fatal("invalid server parameter");
 /// Unknown message type from a server.
