@@ -316,3 +316,23 @@ async fn server_fast_close_ends_idle_sessions_after_reconnect() {
         "other databases are untouched"
     );
 }
+
+#[tokio::test]
+async fn idle_servers_past_server_check_delay_are_used() {
+    let b = admin_config(&[("pool_mode", "transaction"), ("server_check_delay", "2")]).start();
+    let c = client(&b, "testdb").await;
+    assert_eq!(first_value(&c, "SELECT 1").await.unwrap(), "1");
+    let mut used = 0;
+    for _ in 0..40 {
+        used = pool_value(&b, "testdb", "sv_used").await;
+        if used == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(used, 1, "the idle server became used\n{}", b.log());
+    assert_eq!(first_value(&c, "SELECT 2").await.unwrap(), "2");
+    // checked, used, and idle again (not yet past the delay)
+    assert_eq!(pool_value(&b, "testdb", "sv_used").await, 0);
+    assert_eq!(pool_value(&b, "testdb", "sv_idle").await, 1);
+}

@@ -296,7 +296,7 @@ pub fn pools(app: &App, buf: &mut BytesMut) {
             s(sv(ServerState::ActiveCancel)),
             s(sv(ServerState::BeingCanceled)),
             s(sv(ServerState::Idle)),
-            s(0),
+            s(sv(ServerState::Used)),
             s(sv(ServerState::Tested)),
             s(sv(ServerState::Login)),
             s(maxwait / 1_000_000),

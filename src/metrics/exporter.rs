@@ -49,7 +49,7 @@ pub fn pool_state_counts(pool: &Pool) -> PoolStateCounts {
         sv_active_cancel: sv(S::ActiveCancel),
         sv_being_canceled: sv(S::BeingCanceled),
         sv_idle: sv(S::Idle),
-        sv_used: 0,
+        sv_used: sv(S::Used),
         sv_tested: sv(S::Tested),
         sv_login: sv(S::Login),
         maxwait_seconds: 0.0,

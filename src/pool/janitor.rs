@@ -1,5 +1,6 @@
 //! The janitor: once a second, closes idle servers past `server_idle_timeout` or
-//! `server_lifetime` and opens servers up to `min_pool_size`.
+//! `server_lifetime`, marks those idle past `server_check_delay` as `used`, and opens servers
+//! up to `min_pool_size`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -51,4 +52,21 @@ pub fn sweep(pool: &Pool) {
     for conn in closed {
         tracing::debug!(db = %pool.def.db_name, server = conn.id, "closing idle server");
     }
+    mark_used(pool);
+}
+
+/// Idle servers unused for `server_check_delay` become `used` (SHOW POOLS `sv_used`): their
+/// next checkout runs `server_check_query` first.
+fn mark_used(pool: &Pool) {
+    let delay = pool.def.server_check_delay;
+    pool.for_each_idle(|conn| {
+        if conn.last_used.elapsed() >= delay {
+            if let Some(t) = conn.tally.as_ref() {
+                if t.entry.state() == crate::pool::ServerState::Idle {
+                    pool.servers
+                        .transition(&t.entry, crate::pool::ServerState::Used);
+                }
+            }
+        }
+    });
 }

@@ -165,6 +165,13 @@ impl Pool {
         lock(&self.idle).push(conn);
     }
 
+    /// Visits every idle server (the janitor updates their SHOW states).
+    fn for_each_idle(&self, mut f: impl FnMut(&ServerConn)) {
+        for conn in lock(&self.idle).iter() {
+            f(conn);
+        }
+    }
+
     /// Takes out idle servers matching `pred` (the janitor closes them).
     fn drain_idle_where(&self, mut pred: impl FnMut(&ServerConn) -> bool) -> Vec<ServerConn> {
         let mut idle = lock(&self.idle);

@@ -26,9 +26,11 @@ pub enum ServerState {
     /// A cancel request is being sent for it.
     ActiveCancel = 4,
     BeingCanceled = 5,
+    /// Idle past `server_check_delay`: checked before its next use.
+    Used = 6,
 }
 
-pub const SERVER_STATES: usize = 6;
+pub const SERVER_STATES: usize = 7;
 
 impl ServerState {
     fn from_u8(v: u8) -> ServerState {
@@ -38,6 +40,7 @@ impl ServerState {
             2 => ServerState::Idle,
             3 => ServerState::Tested,
             4 => ServerState::ActiveCancel,
+            6 => ServerState::Used,
             _ => ServerState::BeingCanceled,
         }
     }
@@ -51,6 +54,7 @@ impl ServerState {
             ServerState::Tested => "tested",
             ServerState::ActiveCancel => "active_cancel",
             ServerState::BeingCanceled => "being_canceled",
+            ServerState::Used => "used",
         }
     }
 }
