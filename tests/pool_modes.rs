@@ -540,3 +540,20 @@ async fn psql_transactions_and_copy_in_transaction_mode() {
         "200"
     );
 }
+
+#[tokio::test]
+async fn prepared_statements_survive_server_reset_query_always() {
+    let b = config("transaction", 1)
+        .set("server_reset_query_always", "1")
+        .start();
+    let c = connect(&b).await;
+    let s = c.prepare("SELECT $1::int * 2").await.expect("prepare");
+    for i in 0..5i32 {
+        let v: i32 = c
+            .query_one(&s, &[&i])
+            .await
+            .unwrap_or_else(|e| panic!("run {i}: {e:?}\n{}", b.log()))
+            .get(0);
+        assert_eq!(v, i * 2);
+    }
+}

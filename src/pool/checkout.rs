@@ -154,6 +154,9 @@ impl ServerGuard {
                 tracing::info!(server = conn.id, error = %e, "server reset failed, closing");
                 return;
             }
+            // DISCARD ALL (or whatever the reset does) may have dropped the statements the
+            // pooler prepared; forgetting them only costs a re-Parse
+            conn.prepared.clear();
         }
         conn.last_used = Instant::now();
         if let Some(e) = &entry {
