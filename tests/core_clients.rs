@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::bouncer::{Bouncer, BouncerConfig};
 use common::client::query_one_conninfo;
 use common::pg::{self, PgCluster};
-use common::pgbench::pgbench;
+use common::pgbench::{pgbench, pgbench_init};
 use common::wire::{self, Closing};
 
 const ALICE: (&str, &str) = ("alice", "alice-secret");
@@ -121,13 +121,7 @@ fn pgbench_session_mode_simple_and_extended() {
         .set("default_pool_size", "25")
         .set("max_client_conn", "100")
         .start();
-    let init = pgbench(&b, &["-i", "-q", "-s", "1"]);
-    assert!(
-        init.status.success(),
-        "pgbench -i: {}\n{}",
-        String::from_utf8_lossy(&init.stderr),
-        b.log()
-    );
+    pgbench_init(&b);
     for mode in ["simple", "extended"] {
         let out = pgbench(&b, &["-c", "20", "-j", "2", "-T", "5", "-M", mode]);
         assert_pgbench_clean(mode, &out, &b);

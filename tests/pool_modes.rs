@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::bouncer::{Bouncer, BouncerConfig};
 use common::client::{Failure, first_value};
 use common::pg::{self, PgCluster};
-use common::pgbench::pgbench;
+use common::pgbench::{pgbench, pgbench_init};
 use common::wire;
 use futures_util::{SinkExt, StreamExt, pin_mut};
 
@@ -466,13 +466,7 @@ fn pgbench_transaction_mode_all_protocols() {
     let b = config("transaction", 5)
         .set("max_client_conn", "200")
         .start();
-    let init = pgbench(&b, &["-i", "-q", "-s", "1"]);
-    assert!(
-        init.status.success(),
-        "pgbench -i: {}\n{}",
-        String::from_utf8_lossy(&init.stderr),
-        b.log()
-    );
+    pgbench_init(&b);
     for mode in ["simple", "extended", "prepared"] {
         let out = pgbench(&b, &["-c", "50", "-j", "2", "-T", "4", "-M", mode]);
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -79,12 +79,7 @@ pub fn answer_unlinked(
 mod tests {
     use super::*;
 
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![tag];
-        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        m.extend_from_slice(body);
-        m
-    }
+    use crate::protocol::test_message as msg;
 
     #[test]
     fn known_statements_are_prepared_locally_until_a_server_is_needed() {

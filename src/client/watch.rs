@@ -426,12 +426,7 @@ mod tests {
     use super::*;
     use crate::client::prepared::{ClientStatements, ServerStatements, StatementRegistry};
 
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![tag];
-        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        m.extend_from_slice(body);
-        m
-    }
+    use crate::protocol::test_message as msg;
 
     struct Rig {
         registry: StatementRegistry,

@@ -23,3 +23,12 @@ pub mod startup;
 mod wire;
 
 pub use error::ProtocolError;
+
+/// A whole message (tag, length, body) for unit tests.
+#[cfg(test)]
+pub(crate) fn test_message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}

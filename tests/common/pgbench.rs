@@ -17,3 +17,14 @@ pub fn pgbench(b: &Bouncer, args: &[&str]) -> Output {
         .output()
         .expect("running pgbench")
 }
+
+/// `pgbench -i -q -s 1` through the bouncer; panics with pgbench's stderr and the bouncer log.
+pub fn pgbench_init(b: &Bouncer) {
+    let init = pgbench(b, &["-i", "-q", "-s", "1"]);
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}\n{}",
+        String::from_utf8_lossy(&init.stderr),
+        b.log()
+    );
+}
