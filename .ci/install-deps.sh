@@ -15,6 +15,7 @@ PACKAGES=(
     krb5-user                   # kinit, klist
     libkrb5-dev pkg-config      # building libgssapi-sys
     libclang-dev                # bindgen for libgssapi-sys
+    procps                      # pkill (tests/process_name.rs signals by process name)
 )
 
 missing=()
