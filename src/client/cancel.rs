@@ -10,7 +10,50 @@ use tokio::sync::Notify;
 
 use rand::RngCore;
 
+use crate::client::registry::ClientState;
+use crate::pool::{Pool, ServerEntry, ServerState};
 use crate::server::conn::CancelTarget;
+
+/// What SHOW POOLS counts while a cancel is on its way: the cancel request as a client in
+/// `cl_active_cancel_req`, its connection as `sv_active_cancel`, and the target server as
+/// `sv_being_canceled`.
+#[derive(Clone)]
+pub struct CancelShow {
+    pub pool: Arc<Pool>,
+    pub server: Option<Arc<ServerEntry>>,
+}
+
+impl CancelShow {
+    fn begin(&self) {
+        self.pool
+            .client_states
+            .enter(ClientState::ActiveCancelReq as usize);
+        self.pool
+            .servers
+            .counts
+            .enter(ServerState::ActiveCancel as usize);
+        if let Some(e) = &self.server {
+            if e.state() == ServerState::Active {
+                self.pool.servers.transition(e, ServerState::BeingCanceled);
+            }
+        }
+    }
+
+    fn end(&self) {
+        self.pool
+            .client_states
+            .leave(ClientState::ActiveCancelReq as usize);
+        self.pool
+            .servers
+            .counts
+            .leave(ServerState::ActiveCancel as usize);
+        if let Some(e) = &self.server {
+            if e.state() == ServerState::BeingCanceled {
+                self.pool.servers.transition(e, ServerState::Active);
+            }
+        }
+    }
+}
 
 /// The key a client got at login: process id (sign bit clear, as PgBouncer) and secret.
 pub type ClientKey = (i32, [u8; 4]);
@@ -20,14 +63,14 @@ pub type ClientKey = (i32, [u8; 4]);
 /// land, as PgBouncer keeps it `being_canceled`).
 #[derive(Default)]
 pub struct CancelSlot {
-    target: Mutex<Option<CancelTarget>>,
+    target: Mutex<Option<(CancelTarget, Option<CancelShow>)>>,
     in_flight: AtomicUsize,
     settled: Notify,
 }
 
 impl CancelSlot {
-    pub fn link(&self, target: CancelTarget) {
-        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
+    pub fn link(&self, target: CancelTarget, show: Option<CancelShow>) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some((target, show));
     }
 
     /// Stops new cancels from reaching the server, then waits (at most `wait`) for those
@@ -48,7 +91,7 @@ impl CancelSlot {
     }
 
     /// The current target, counted as in flight until [`CancelSlot::finish_cancel`].
-    fn begin_cancel(&self) -> Option<CancelTarget> {
+    fn begin_cancel(&self) -> Option<(CancelTarget, Option<CancelShow>)> {
         let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
         let t = target.clone()?;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -126,7 +169,14 @@ impl CancelRegistry {
             tracing::debug!("cancel request for an idle client, dropped");
             return;
         };
+        let (target, show) = target;
+        if let Some(s) = &show {
+            s.begin();
+        }
         crate::server::cancel::send_cancel(&target, timeout).await;
+        if let Some(s) = &show {
+            s.end();
+        }
         slot.finish_cancel();
     }
 }

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::app::App;
-use crate::client::cancel::CancelSlot;
+use crate::client::cancel::{CancelShow, CancelSlot};
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::local::{LocalContext, answer_unlinked};
 use crate::client::prepared::ClientStatements;
@@ -195,7 +195,11 @@ impl Session<'_> {
             if let Err(e) = self.sync_params(&mut guard).await {
                 return self.fail(&e).await;
             }
-            self.cancel.link(guard.conn().cancel.clone());
+            let show = CancelShow {
+                pool: self.pool.clone(),
+                server: guard.server_entry(),
+            };
+            self.cancel.link(guard.conn().cancel.clone(), Some(show));
             let end = self.forward(&mut guard).await;
             // A cancel already on its way must land before the server can serve anyone else.
             self.cancel.unlink(self.limits.cancel_wait_timeout).await;
