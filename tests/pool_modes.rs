@@ -551,3 +551,43 @@ async fn prepared_statements_survive_server_reset_query_always() {
         assert_eq!(v, i * 2);
     }
 }
+
+#[tokio::test]
+async fn per_user_query_timeout_from_the_users_section() {
+    let b = config("transaction", 1)
+        .user_line(format!("{USER} = query_timeout=1"))
+        .start();
+    let c = connect(&b).await;
+    expect_disconnect(&c, "SELECT pg_sleep(10)", "query timeout", &b).await;
+}
+
+#[tokio::test]
+async fn function_call_is_tracked_and_releases_the_server() {
+    let b = config("transaction", 1).start();
+    let other = connect(&b).await;
+    let mut s = wire::connect(b.port(), Duration::from_secs(10)).expect("connect");
+    let startup = wire::startup_packet(wire::PROTO_3_0, &[("user", USER), ("database", "testdb")]);
+    wire::login(&mut s, &startup, USER, PASS).expect("login");
+    // FunctionCall pg_backend_pid() (oid 2026): no argument formats, no arguments, text result
+    let mut body = 2026u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    std::io::Write::write_all(&mut s, &wire::frontend_msg(b'F', &body)).expect("send");
+    let mut tags = Vec::new();
+    loop {
+        let m = wire::read_msg(&mut s).expect("response");
+        tags.push(m.tag);
+        if m.tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(
+        tags,
+        vec![b'V', b'Z'],
+        "FunctionCallResponse then ReadyForQuery"
+    );
+    // the single server went back to the pool: the other client gets it
+    let r = tokio::time::timeout(Duration::from_secs(10), first_value(&other, "SELECT 1"))
+        .await
+        .expect("server released after the function call");
+    assert_eq!(r.unwrap(), "1");
+}
