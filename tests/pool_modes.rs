@@ -591,3 +591,23 @@ async fn function_call_is_tracked_and_releases_the_server() {
         .expect("server released after the function call");
     assert_eq!(r.unwrap(), "1");
 }
+
+#[tokio::test]
+async fn a_server_terminated_while_idle_is_not_handed_out() {
+    let pg = PgCluster::shared();
+    let b = config("transaction", 1).start();
+    let c = connect(&b).await;
+    let victim: i32 = pid(&c).await.parse().expect("pid");
+    pg.psql_super(&format!("SELECT pg_terminate_backend({victim})"));
+    assert!(
+        common::wait::until(Duration::from_secs(10), || !pg.backend_alive(victim)),
+        "backend {victim} did not exit"
+    );
+    // the pooled connection is dead; the next transaction must get a fresh one, not an error
+    let next: i32 = first_value(&c, "SELECT pg_backend_pid()")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log()))
+        .parse()
+        .expect("pid");
+    assert_ne!(next, victim);
+}

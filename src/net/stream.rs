@@ -59,7 +59,47 @@ pub enum ServerStream {
     Gss(Box<GssEncStream<TcpStream>>),
 }
 
+/// What an idle server connection's socket says when looked at without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleHealth {
+    /// Nothing to read: usable.
+    Quiet,
+    /// Closed by the server (restart, `pg_terminate_backend`, idle timeout).
+    Closed,
+    /// The server sent something while idle (typically a FATAL before closing).
+    Spoke,
+}
+
 impl ServerStream {
+    /// Checks an idle connection without blocking, so a server that went away while pooled is
+    /// not handed to a client. Bytes read from a plain socket are kept in `rbuf`; encrypted
+    /// streams are only peeked at (the record layer must not lose bytes).
+    pub fn idle_health(&self, rbuf: &mut bytes::BytesMut) -> IdleHealth {
+        fn classify(r: io::Result<usize>) -> IdleHealth {
+            match r {
+                Ok(0) => IdleHealth::Closed,
+                Ok(_) => IdleHealth::Spoke,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleHealth::Quiet,
+                Err(_) => IdleHealth::Closed,
+            }
+        }
+        fn peek(tcp: &TcpStream) -> IdleHealth {
+            let mut byte = [0u8; 1];
+            let mut buf = ReadBuf::new(&mut byte);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match tcp.poll_peek(&mut cx, &mut buf) {
+                Poll::Pending => IdleHealth::Quiet,
+                Poll::Ready(r) => classify(r),
+            }
+        }
+        match self {
+            ServerStream::Tcp(s) => classify(s.try_read_buf(rbuf)),
+            ServerStream::Unix(s) => classify(s.try_read_buf(rbuf)),
+            ServerStream::Tls(s) => peek(s.get_ref().0),
+            ServerStream::Gss(s) => peek(s.get_ref()),
+        }
+    }
+
     /// What `SHOW SERVERS`' `tls` column and the logs call this transport.
     pub fn transport_name(&self) -> &'static str {
         match self {

@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::gss::GssRuntime;
 use crate::config::PoolMode;
+use crate::net::stream::IdleHealth;
 use crate::pool::{Pool, PoolRegistry, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::PoolerError;
 use crate::server::conn::ServerConn;
@@ -193,6 +194,11 @@ impl Pool {
         let slot = self.acquire_slot().await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
+                let health = conn.stream.idle_health(&mut conn.rbuf);
+                if health != IdleHealth::Quiet {
+                    tracing::info!(server = conn.id, ?health, "idle server went away, closing");
+                    continue;
+                }
                 let entry = entry_of(&conn).cloned();
                 if expired(&conn, self.def.server_lifetime)
                     || entry.as_ref().is_some_and(|e| e.close_needed())
