@@ -5,6 +5,8 @@
 pub mod control;
 pub mod parse;
 pub mod show;
+mod show_conns;
+mod show_stats;
 
 use std::sync::Arc;
 

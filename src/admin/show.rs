@@ -1,20 +1,22 @@
 //! The admin console's SHOW commands, with PgBouncer 1.25's column names, order and types
 //! (`src/admin.c`, `src/stats.c`); krbouncer's own columns only at the end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 
 use crate::app::App;
-use crate::client::registry::{ClientEntry, ClientState};
+use crate::client::registry::ClientState;
 use crate::config::Config;
-use crate::pool::{Pool, ServerEntry, ServerState};
+use crate::pool::{Pool, ServerState};
 use crate::protocol::result_set::{ColType, data_row, row_description};
-use crate::stats::StatsTotals;
 
-use ColType::{Int4 as I, Numeric as N, Text as S, Time as T};
+use ColType::{Int4 as I, Text as S};
+
+pub use super::show_conns::{clients, servers, sockets};
+pub use super::show_stats::{stats, stats_totals_or_averages, totals};
 
 /// What PgBouncer's SHOW VERSION prints; the exporter parses the `PgBouncer x.y.z` head.
 pub const VERSION_TEXT: &str = concat!(
@@ -34,7 +36,7 @@ pub fn table(buf: &mut BytesMut, cols: &[(&str, ColType)], rows: &Rows) {
     }
 }
 
-fn s(v: impl ToString) -> Option<String> {
+pub(crate) fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
 }
 
@@ -64,165 +66,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
-}
-
-const SOCKET_COLS: [(&str, ColType); 21] = [
-    ("type", S),
-    ("user", S),
-    ("database", S),
-    ("replication", S),
-    ("state", S),
-    ("addr", S),
-    ("port", I),
-    ("local_addr", S),
-    ("local_port", I),
-    ("connect_time", T),
-    ("request_time", T),
-    ("wait", I),
-    ("wait_us", I),
-    ("close_needed", I),
-    ("ptr", S),
-    ("link", S),
-    ("remote_pid", I),
-    ("tls", S),
-    ("application_name", S),
-    ("prepared_statements", I),
-    ("id", I),
-];
-
-const DEBUG_COLS: [&str; 7] = [
-    "recv_pos",
-    "pkt_pos",
-    "pkt_remain",
-    "send_pos",
-    "send_remain",
-    "pkt_avail",
-    "send_avail",
-];
-
-fn client_ptr(id: u64) -> String {
-    format!("0xc{id:07x}")
-}
-
-fn server_ptr(id: u64) -> String {
-    format!("0x5{id:07x}")
-}
-
-fn client_row(c: &ClientEntry, state_prefix: &str) -> Vec<Option<String>> {
-    let state = c.state();
-    let shown = if state == ClientState::Active && c.link() == 0 && state_prefix.is_empty() {
-        "idle"
-    } else {
-        state.show_name()
-    };
-    let wait = c.waiting_for_us();
-    let link = c.link();
-    vec![
-        s("C"),
-        s(&c.user),
-        s(&c.database),
-        s("none"),
-        s(format!("{state_prefix}{shown}")),
-        s(&c.addrs.addr),
-        s(c.addrs.port),
-        s(&c.addrs.local_addr),
-        s(c.addrs.local_port),
-        s(format_time_us(crate::pool::state::now_us(c.connect_time))),
-        s(format_time_us(c.request_time_us())),
-        s(wait / 1_000_000),
-        s(wait % 1_000_000),
-        s(0),
-        s(client_ptr(c.id)),
-        s(if link == 0 {
-            String::new()
-        } else {
-            server_ptr(link)
-        }),
-        s(0),
-        s(&c.addrs.tls),
-        s(&c.application_name),
-        s(0),
-        s(c.id),
-    ]
-}
-
-fn server_row(pool: &Pool, e: &ServerEntry, state_prefix: &str) -> Vec<Option<String>> {
-    let link = e.link();
-    let state = if state_prefix.is_empty() {
-        e.state().show_name().to_string()
-    } else if e.state() == ServerState::Login {
-        format!("{state_prefix}login")
-    } else {
-        format!("{state_prefix}{}", e.state().show_name())
-    };
-    vec![
-        s("S"),
-        s(&pool.def.login_user),
-        s(&pool.def.db_name),
-        s("none"),
-        s(state),
-        s(&e.addr),
-        s(e.port),
-        s(&e.local_addr),
-        s(e.local_port),
-        s(format_time_us(crate::pool::state::now_us(e.connect_time))),
-        s(format_time_us(e.request_time_us())),
-        s(0),
-        s(0),
-        s(i32::from(e.close_needed())),
-        s(server_ptr(e.id)),
-        s(if link == 0 {
-            String::new()
-        } else {
-            client_ptr(link)
-        }),
-        s(e.remote_pid),
-        s(e.tls),
-        s(""),
-        s(0),
-        s(e.id),
-    ]
-}
-
-pub fn clients(app: &App, buf: &mut BytesMut) {
-    let rows: Rows = app
-        .client_registry
-        .snapshot()
-        .iter()
-        .map(|c| client_row(c, ""))
-        .collect();
-    table(buf, &SOCKET_COLS, &rows);
-}
-
-pub fn servers(app: &App, buf: &mut BytesMut) {
-    let mut rows = Rows::new();
-    for pool in app.pools.all_sorted() {
-        for e in pool.servers.snapshot() {
-            rows.push(server_row(&pool, &e, ""));
-        }
-    }
-    table(buf, &SOCKET_COLS, &rows);
-}
-
-/// SHOW SOCKETS / ACTIVE_SOCKETS: every socket with `cl_`/`sv_` states and the buffer columns
-/// (krbouncer's buffers live in the relay, so those are 0).
-pub fn sockets(app: &App, buf: &mut BytesMut) {
-    let mut cols: Vec<(&str, ColType)> = SOCKET_COLS.to_vec();
-    cols.extend(DEBUG_COLS.iter().map(|n| (*n, I)));
-    let pad = |mut r: Vec<Option<String>>| {
-        r.extend(DEBUG_COLS.iter().map(|_| s(0)));
-        r
-    };
-    let mut rows = Rows::new();
-    for c in app.client_registry.snapshot() {
-        rows.push(pad(client_row(&c, "cl_")));
-    }
-    for pool in app.pools.all_sorted() {
-        for e in pool.servers.snapshot() {
-            rows.push(pad(server_row(&pool, &e, "sv_")));
-        }
-    }
-    table(buf, &cols, &rows);
 }
 
 fn load_balance_hosts(config: &Config, db: &str) -> Option<String> {
@@ -462,151 +305,6 @@ pub fn users(app: &App, buf: &mut BytesMut) {
 }
 
 /// Per-database (current totals, totals at the tick before last), databases sorted.
-fn stats_by_db(app: &App) -> BTreeMap<String, (StatsTotals, StatsTotals)> {
-    let mut by_db: BTreeMap<String, (StatsTotals, StatsTotals)> = BTreeMap::new();
-    for pool in app.pools.all() {
-        let e = by_db.entry(pool.def.db_name.clone()).or_default();
-        e.0 += pool.stats.totals();
-        e.1 += pool.stats.older_totals();
-    }
-    by_db
-}
-
-fn counters(t: &StatsTotals) -> [u64; 12] {
-    [
-        t.server_assignment_count,
-        t.xact_count,
-        t.query_count,
-        t.bytes_received,
-        t.bytes_sent,
-        t.xact_time_us,
-        t.query_time_us,
-        t.wait_time_us,
-        t.client_parse_count,
-        t.server_parse_count,
-        t.bind_count,
-        t.client_login_count,
-    ]
-}
-
-pub fn stats(app: &App, buf: &mut BytesMut) {
-    let names = [
-        "total_server_assignment_count",
-        "total_xact_count",
-        "total_query_count",
-        "total_received",
-        "total_sent",
-        "total_xact_time",
-        "total_query_time",
-        "total_wait_time",
-        "total_client_parse_count",
-        "total_server_parse_count",
-        "total_bind_count",
-        "total_client_login_count",
-        "avg_server_assignment_count",
-        "avg_xact_count",
-        "avg_query_count",
-        "avg_recv",
-        "avg_sent",
-        "avg_xact_time",
-        "avg_query_time",
-        "avg_wait_time",
-        "avg_client_parse_count",
-        "avg_server_parse_count",
-        "avg_bind_count",
-        "avg_client_login_count",
-    ];
-    let mut cols = vec![("database", S)];
-    cols.extend(names.iter().map(|n| (*n, N)));
-    let window = app.stats_clock.window_us();
-    let rows: Rows = stats_by_db(app)
-        .into_iter()
-        .map(|(db, (cur, old))| {
-            let avg = crate::stats_period::average(&cur, &old, window);
-            let mut r = vec![s(db)];
-            r.extend(counters(&cur).iter().map(s));
-            r.extend(counters(&avg).iter().map(s));
-            r
-        })
-        .collect();
-    table(buf, &cols, &rows);
-}
-
-/// SHOW STATS_TOTALS (`averages = false`) and SHOW STATS_AVERAGES.
-pub fn stats_totals_or_averages(app: &App, buf: &mut BytesMut, averages: bool) {
-    let (parse, sparse, bind) = if averages {
-        (
-            "avg_client_parse_count",
-            "avg_server_parse_count",
-            "avg_bind_count",
-        )
-    } else {
-        ("client_parse_count", "server_parse_count", "bind_count")
-    };
-    let names = [
-        "server_assignment_count",
-        "xact_count",
-        "query_count",
-        "bytes_received",
-        "bytes_sent",
-        "xact_time",
-        "query_time",
-        "wait_time",
-        parse,
-        sparse,
-        bind,
-        "client_login_count",
-    ];
-    let mut cols = vec![("database", S)];
-    cols.extend(names.iter().map(|n| (*n, N)));
-    let window = app.stats_clock.window_us();
-    let rows: Rows = stats_by_db(app)
-        .into_iter()
-        .map(|(db, (cur, old))| {
-            let v = if averages {
-                crate::stats_period::average(&cur, &old, window)
-            } else {
-                cur
-            };
-            let mut r = vec![s(db)];
-            r.extend(counters(&v).iter().map(s));
-            r
-        })
-        .collect();
-    table(buf, &cols, &rows);
-}
-
-pub fn totals(app: &App, buf: &mut BytesMut) {
-    let names = [
-        "server_assignment_count",
-        "xact_count",
-        "query_count",
-        "client_bytes",
-        "server_bytes",
-        "xact_time",
-        "query_time",
-        "wait_time",
-        "ps_client_parse_count",
-        "ps_server_parse_count",
-        "ps_bind_count",
-        "client_login_count",
-    ];
-    let mut cur = StatsTotals::default();
-    let mut old = StatsTotals::default();
-    for (_, (c, o)) in stats_by_db(app) {
-        cur += c;
-        old += o;
-    }
-    let avg = crate::stats_period::average(&cur, &old, app.stats_clock.window_us());
-    let mut rows = Rows::new();
-    for (prefix, t) in [("total_", &cur), ("avg_", &avg)] {
-        for (n, v) in names.iter().zip(counters(t)) {
-            rows.push(vec![s(format!("{prefix}{n}")), s(v)]);
-        }
-    }
-    table(buf, &[("name", S), ("value", N)], &rows);
-}
-
 pub fn lists(app: &App, buf: &mut BytesMut) {
     let config = app.config();
     let clients = app.client_registry.snapshot().len();
