@@ -316,3 +316,29 @@ async fn gss_logins_failures_and_ticket_expiry() {
         b.log()
     );
 }
+
+#[tokio::test]
+async fn client_connections_carry_the_application_name() {
+    let (b, port) = bouncer();
+    let conninfo = format!("{} application_name=etl", b.conninfo(USER, PASS, "testdb"));
+    let (c, _task) = common::bouncer::connect_conninfo(&conninfo)
+        .await
+        .expect("login");
+    c.simple_query("SELECT 1").await.expect("query");
+    let s = scrape(port);
+    let labels = [
+        ("database", "testdb"),
+        ("user", USER),
+        ("application_name", "etl"),
+        ("state", "active"),
+    ];
+    assert_eq!(
+        value(&s, "pgbouncer_client_connections", &labels),
+        Some(1.0),
+        "{:?}",
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "pgbouncer_client_connections")
+            .collect::<Vec<_>>()
+    );
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::client::registry::{ClientEntry, ClientState};
 use crate::config::DatabaseDef;
 use crate::metrics::family::{Families, Family};
 use crate::pool::Pool;
@@ -34,7 +35,7 @@ pub struct PoolStateCounts {
 
 /// The one place that turns a pool into `SHOW POOLS` state counts: the per-state counts the
 /// pool keeps by transitions (`pool::state`, `client::registry`). `maxwait` needs the client
-/// registry and is left at 0 here (SHOW POOLS computes it).
+/// registry and is filled in by the caller (`max_wait_seconds`).
 pub fn pool_state_counts(pool: &Pool) -> PoolStateCounts {
     use crate::client::registry::ClientState as C;
     use crate::pool::ServerState as S;
@@ -80,14 +81,15 @@ pub fn collect(app: &App, version: &str, out: &mut Families) {
         f64::from(s.max_user_connections),
     );
 
-    client_connections(&pools, out);
+    let clients = app.client_registry.snapshot();
+    client_connections(&clients, out);
     databases(app, &pools, out);
     // Every configured database has a SHOW STATS_TOTALS row, traffic or not (and so does the
     // admin console's), so the names are there from the first scrape.
     let mut names: Vec<&str> = config.databases.keys().map(String::as_str).collect();
     names.push(ADMIN_DB);
     stats_totals(&names, &pools, out);
-    pool_gauges(&pools, out);
+    pool_gauges(&pools, &clients, out);
 }
 
 fn lists(app: &App, pools: &[Arc<Pool>], databases: usize, out: &mut Families) {
@@ -121,31 +123,56 @@ fn lists(app: &App, pools: &[Arc<Pool>], databases: usize, out: &mut Families) {
     }
 }
 
-fn client_connections(pools: &[Arc<Pool>], out: &mut Families) {
+/// As the exporter derives it from SHOW CLIENTS: one series per (database, user,
+/// application_name, state) with the number of clients in it. Admin console clients are
+/// listed under the `pgbouncer` database, as SHOW CLIENTS lists them.
+fn client_connections(clients: &[Arc<ClientEntry>], out: &mut Families) {
     let mut f = Family::gauge(
         "pgbouncer_client_connections",
         "Client connections by database, user, application_name and state",
     );
-    for p in pools {
-        let c = pool_state_counts(p);
-        let db = p.def.db_name.as_str();
-        let user = p.def.login_user.as_str();
-        for (state, n) in [("active", c.cl_active), ("waiting", c.cl_waiting)] {
-            if n > 0 {
-                f.add(
-                    &[
-                        ("database", db),
-                        ("user", user),
-                        ("application_name", ""),
-                        ("state", state),
-                    ],
-                    n as f64,
-                );
-            }
-        }
+    let mut by_labels: std::collections::BTreeMap<(&str, &str, &str, &str), u64> =
+        Default::default();
+    for c in clients {
+        let state = if c.state() == ClientState::Waiting {
+            "waiting"
+        } else {
+            "active"
+        };
+        *by_labels
+            .entry((
+                c.database.as_str(),
+                c.user.as_str(),
+                c.application_name.as_str(),
+                state,
+            ))
+            .or_default() += 1;
+    }
+    for ((db, user, app_name, state), n) in by_labels {
+        f.add(
+            &[
+                ("database", db),
+                ("user", user),
+                ("application_name", app_name),
+                ("state", state),
+            ],
+            n as f64,
+        );
     }
     // absent while no client is connected (the prometheus encoder refuses empty families)
     out.push(f);
+}
+
+/// The longest a client of `pool` has been waiting for a server, in seconds (SHOW POOLS'
+/// `maxwait` + `maxwait_us`).
+fn max_wait_seconds(pool: &Arc<Pool>, clients: &[Arc<ClientEntry>]) -> f64 {
+    clients
+        .iter()
+        .filter(|c| c.belongs_to(pool))
+        .map(|c| c.waiting_for_us())
+        .max()
+        .unwrap_or(0) as f64
+        / 1e6
 }
 
 /// One `SHOW DATABASES` row's labels and gauges.
@@ -357,15 +384,13 @@ fn stats_totals(databases: &[&str], pools: &[Arc<Pool>], out: &mut Families) {
     }
 }
 
-fn pool_gauges(pools: &[Arc<Pool>], out: &mut Families) {
+fn pool_gauges(pools: &[Arc<Pool>], clients: &[Arc<ClientEntry>], out: &mut Families) {
     let mut rows: Vec<(&str, &str, PoolStateCounts)> = pools
         .iter()
         .map(|p| {
-            (
-                p.def.db_name.as_str(),
-                p.def.login_user.as_str(),
-                pool_state_counts(p),
-            )
+            let mut counts = pool_state_counts(p);
+            counts.maxwait_seconds = max_wait_seconds(p, clients);
+            (p.def.db_name.as_str(), p.def.login_user.as_str(), counts)
         })
         .collect();
     // SHOW POOLS always lists the admin console's own pool.
