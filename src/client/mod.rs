@@ -251,12 +251,7 @@ async fn admin_console(
     let mut out = BytesMut::with_capacity(256);
     backend::authentication_ok(&mut out);
     crate::admin::welcome(&mut out);
-    backend::backend_key_data(&mut out, cancel.key.0, &cancel.key.1);
-    backend::ready_for_query(&mut out, b'I');
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|_| protocol("client unexpected eof"))?;
+    finish_welcome(stream, out, cancel.key).await?;
     let session = AdminSession {
         app,
         stream,
@@ -272,6 +267,21 @@ async fn admin_console(
         Some(reason) => Err(reason),
         None => Ok(()),
     }
+}
+
+/// Ends a login: the client's BackendKeyData and ReadyForQuery after what `out` already holds
+/// (AuthenticationOk and ParameterStatus), sent in one write.
+async fn finish_welcome(
+    stream: &mut ClientStream,
+    mut out: BytesMut,
+    key: crate::client::cancel::ClientKey,
+) -> Result<(), ClientError> {
+    backend::backend_key_data(&mut out, key.0, &key.1);
+    backend::ready_for_query(&mut out, b'I');
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|_| protocol("client unexpected eof"))
 }
 
 fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {
@@ -349,12 +359,7 @@ async fn welcome_and_run(
         }
         client_params.set(name, value);
     }
-    backend::backend_key_data(&mut out, registration.key.0, &registration.key.1);
-    backend::ready_for_query(&mut out, b'I');
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|_| protocol("client unexpected eof"))?;
+    finish_welcome(stream, out, registration.key).await?;
     let session = Session {
         app,
         pool,
