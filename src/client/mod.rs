@@ -179,18 +179,9 @@ async fn serve_inner(
         }
     }
     pool.stats.record_client_login();
-    let registration = app.client_registry.register(NewClient {
-        id,
-        user: req.user.clone(),
-        database: req.database.clone(),
-        addrs: ClientAddrs::of(stream),
-        application_name: req
-            .params
-            .get("application_name")
-            .unwrap_or_default()
-            .to_string(),
-        pool: Some(pool.clone()),
-    });
+    let registration =
+        app.client_registry
+            .register(new_client(id, &req, stream, Some(pool.clone())));
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
@@ -234,18 +225,9 @@ async fn admin_console(
     id: u64,
     access: crate::admin::Access,
 ) -> Result<(), ClientError> {
-    let registration = app.client_registry.register(NewClient {
-        id,
-        user: req.user.clone(),
-        database: req.database.clone(),
-        addrs: ClientAddrs::of(stream),
-        application_name: req
-            .params
-            .get("application_name")
-            .unwrap_or_default()
-            .to_string(),
-        pool: None,
-    });
+    let registration = app
+        .client_registry
+        .register(new_client(id, req, stream, None));
     let entry = registration.entry.clone();
     let cancel = app.cancels.register();
     let mut out = BytesMut::with_capacity(256);
@@ -266,6 +248,27 @@ async fn admin_console(
     match killed {
         Some(reason) => Err(reason),
         None => Ok(()),
+    }
+}
+
+/// What SHOW CLIENTS shows of a client that just logged in.
+fn new_client(
+    id: u64,
+    req: &StartupRequest,
+    stream: &ClientStream,
+    pool: Option<Arc<Pool>>,
+) -> NewClient {
+    NewClient {
+        id,
+        user: req.user.clone(),
+        database: req.database.clone(),
+        addrs: ClientAddrs::of(stream),
+        application_name: req
+            .params
+            .get("application_name")
+            .unwrap_or_default()
+            .to_string(),
+        pool,
     }
 }
 

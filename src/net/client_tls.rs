@@ -226,42 +226,20 @@ fn client_verifier(
 pub fn parse_protocols(
     spec: &str,
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
-    let (mut v12, mut v13) = (false, false);
-    for word in spec
-        .split([',', ':', ' '])
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-    {
-        match word.to_ascii_lowercase().as_str() {
-            "secure" | "default" => (v12, v13) = (true, true),
-            "all" | "legacy" => {
-                tracing::warn!(
-                    client_tls_protocols = %spec,
-                    "TLS 1.0 and 1.1 are not supported; using tlsv1.2 and tlsv1.3"
-                );
-                (v12, v13) = (true, true)
-            }
-            "tlsv1.2" => v12 = true,
-            "tlsv1.3" => v13 = true,
-            old @ ("tlsv1" | "tlsv1.0" | "tlsv1.1") => {
-                return Err(format!(
-                    "client_tls_protocols: {old} is not supported (only tlsv1.2 and tlsv1.3)"
-                ));
-            }
-            other => return Err(format!("client_tls_protocols: unknown protocol {other:?}")),
-        }
+    let parsed =
+        crate::net::tls_protocols::parse(spec).map_err(|e| format!("client_tls_protocols: {e}"))?;
+    if let Some(old) = parsed.legacy_named.first() {
+        return Err(format!(
+            "client_tls_protocols: {old} is not supported (only tlsv1.2 and tlsv1.3)"
+        ));
     }
-    if spec.trim().is_empty() {
-        (v12, v13) = (true, true);
+    if parsed.widened {
+        tracing::warn!(
+            client_tls_protocols = %spec,
+            "TLS 1.0 and 1.1 are not supported; using tlsv1.2 and tlsv1.3"
+        );
     }
-    let mut versions = Vec::new();
-    if v13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if v12 {
-        versions.push(&rustls::version::TLS12);
-    }
-    Ok(versions)
+    Ok(parsed.versions)
 }
 
 /// What a finished handshake negotiated, for logs and `SHOW CLIENTS`' `tls` column.

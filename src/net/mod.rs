@@ -7,5 +7,6 @@ pub mod listener;
 pub mod relay;
 pub mod stream;
 pub mod tls;
+pub mod tls_protocols;
 pub mod tls_settings;
 pub mod wire;

@@ -180,45 +180,20 @@ where
     }
 }
 
-fn parse_protocols(
+/// `server_tls_protocols`: 1.0/1.1 are dropped (rustls lacks them) as long as a newer version
+/// remains; PgBouncer's keywords as in `net::tls_protocols`.
+pub(crate) fn parse_protocols(
     spec: &str,
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsSetupError> {
-    let (mut v12, mut v13) = (false, false);
-    for word in spec
-        .split([',', ':', ' '])
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-    {
-        match word.to_ascii_lowercase().as_str() {
-            "secure" | "default" | "all" | "legacy" => (v12, v13) = (true, true),
-            "tlsv1.2" => v12 = true,
-            "tlsv1.3" => v13 = true,
-            "tlsv1.0" | "tlsv1.1" | "tlsv1" => {}
-            other => {
-                return Err(TlsSetupError::Protocols(
-                    spec.into(),
-                    format!("unknown protocol {other:?}"),
-                ));
-            }
-        }
-    }
-    if spec.trim().is_empty() {
-        (v12, v13) = (true, true);
-    }
-    let mut versions = Vec::new();
-    if v13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if v12 {
-        versions.push(&rustls::version::TLS12);
-    }
-    if versions.is_empty() {
+    let parsed = crate::net::tls_protocols::parse(spec)
+        .map_err(|e| TlsSetupError::Protocols(spec.into(), e))?;
+    if parsed.versions.is_empty() {
         return Err(TlsSetupError::Protocols(
             spec.into(),
             "only tlsv1.2 and tlsv1.3 are supported".into(),
         ));
     }
-    Ok(versions)
+    Ok(parsed.versions)
 }
 
 fn is_default_ciphers(c: &str) -> bool {
