@@ -13,7 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use krbouncer::client::watch::LinkWatcher;
+use krbouncer::client::link::watch::LinkWatcher;
 use krbouncer::config::PoolMode;
 use krbouncer::net::relay::{Dir, Pump, RelayEnd, relay};
 use krbouncer::server::params::ParamSet;

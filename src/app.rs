@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::gss::GssRuntime;
-use crate::client::cancel::CancelRegistry;
-use crate::client::registry::ClientRegistry;
 use crate::config::Config;
 use crate::pool::PoolRegistry;
+use crate::pool::cancel::CancelRegistry;
 use crate::pool::checkout::Upstream;
+use crate::pool::clients::ClientRegistry;
 use crate::shutdown::Shutdown;
 
 /// GSSAPI calls allowed in flight at once; more wait. Bounds the threads a dead KDC can hold.
@@ -20,7 +20,7 @@ pub struct App {
     pub pools: PoolRegistry,
     pub cancels: CancelRegistry,
     /// Pooler-wide prepared statements (transaction / statement pooling).
-    pub statements: crate::client::prepared::StatementRegistry,
+    pub statements: crate::client::link::prepared::StatementRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
     /// The Prometheus registry and the counters kept in it (`/metrics`).
@@ -49,9 +49,9 @@ pub enum AppError {
 
 impl App {
     pub fn new(config: Config) -> Result<Arc<App>, AppError> {
-        let tls = crate::net::tls::build_connector(&crate::net::tls_settings::from_config(
-            &config.settings,
-        ))
+        let tls = crate::net::server_tls::build_connector(
+            &crate::net::server_tls::settings::from_config(&config.settings),
+        )
         .map_err(|e| AppError::Tls(e.to_string()))?;
         let client_tls = crate::net::client_tls::ClientTls::new(
             &crate::net::client_tls::ClientTlsSettings::from_settings(&config.settings),

@@ -64,15 +64,19 @@ pub async fn reload(app: &Arc<App>) -> Result<(), ReloadError> {
 }
 
 fn tls_fingerprint(c: &Config) -> String {
-    format!("{:?}", crate::net::tls_settings::from_config(&c.settings))
+    format!(
+        "{:?}",
+        crate::net::server_tls::settings::from_config(&c.settings)
+    )
 }
 
 /// Rebuilds the upstream TLS connector from the current config (files are re-read, so renewed
 /// certificates are picked up). On failure the old connector stays and `false` is returned.
 pub fn rebuild_upstream_tls(app: &App) -> bool {
     let config = app.config();
-    match crate::net::tls::build_connector(&crate::net::tls_settings::from_config(&config.settings))
-    {
+    match crate::net::server_tls::build_connector(&crate::net::server_tls::settings::from_config(
+        &config.settings,
+    )) {
         Ok(tls) => {
             app.set_tls(tls);
             true

@@ -554,7 +554,7 @@ fn short_tickets_keep_working_for_a_minute() {
 
 #[test]
 fn tls_verify_full_with_gss_auth_inside() {
-    use krbouncer::net::tls::{
+    use krbouncer::net::server_tls::{
         ServerTlsSettings, TlsOutcome, UpstreamSslMode, build_connector, request_tls,
     };
     let name = "tls_verify_full_with_gss_auth_inside";

@@ -14,10 +14,10 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use crate::app::App;
-use crate::client::registry::ClientEntry;
 use crate::config::{AuthType, Settings};
+use crate::net::read_message::read_message_limited;
 use crate::net::stream::ClientStream;
-use crate::net::wire::read_message_limited;
+use crate::pool::clients::ClientEntry;
 use crate::protocol::backend::{self, Severity};
 use crate::protocol::pooler_errors::{
     ADMIN_EXTENDED_PROTOCOL, PoolerError, admin_access_needed, admin_error, admin_invalid_command,

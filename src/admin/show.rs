@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 
 use crate::app::App;
-use crate::client::registry::ClientState;
 use crate::config::Config;
+use crate::pool::clients::ClientState;
 use crate::pool::{Pool, ServerState};
 use crate::protocol::result_set::{ColType, data_row, row_description};
 

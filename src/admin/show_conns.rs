@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 
 use crate::app::App;
-use crate::client::registry::{ClientEntry, ClientState};
+use crate::pool::clients::{ClientEntry, ClientState};
 use crate::pool::{Pool, ServerEntry, ServerState};
 use crate::protocol::result_set::ColType;
 

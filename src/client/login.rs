@@ -10,7 +10,7 @@ use crate::auth::scram::{ScramServer, ScramServerOutcome};
 use crate::auth::secret::{ScramSecret, Secret};
 use crate::client::error::{ClientError, fatal_with, protocol};
 use crate::config::AuthType;
-use crate::net::wire::{read_message_limited, write_flush};
+use crate::net::read_message::{read_message_limited, write_flush};
 use crate::protocol::pooler_errors::{
     EMPTY_PASSWORD, INVALID_SASL_MECHANISM, PASSWORD_AUTH_FAILED, SASL_AUTH_FAILED,
     TRUST_AUTH_FAILED,
@@ -128,7 +128,7 @@ async fn read_auth_message<S: AsyncRead + Unpin>(
     let msg = read_message_limited(stream, rbuf, MAX_AUTH_MESSAGE)
         .await
         .map_err(|e| match e {
-            crate::net::wire::WireError::Protocol(p) => protocol(p),
+            crate::net::read_message::WireError::Protocol(p) => protocol(p),
             _ => eof(),
         })?;
     if msg.first() != Some(&b'p') {

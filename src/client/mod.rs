@@ -1,16 +1,10 @@
 //! One task per client: startup, login, welcome, then forwarding (session pooling).
 
-pub mod cancel;
 pub mod encryption;
 pub mod error;
-pub mod local;
+pub mod link;
 pub mod login;
-pub mod prepared;
-pub mod registry;
-pub mod requests;
-pub mod session;
 pub mod startup;
-pub mod watch;
 
 use std::sync::Arc;
 
@@ -22,12 +16,12 @@ use crate::admin::{AdminSession, access_for};
 use crate::app::App;
 use crate::client::encryption::Negotiated;
 use crate::client::error::{ClientError, protocol, send_error};
-use crate::client::registry::{ClientAddrs, ClientEntry, NewClient};
-use crate::client::session::{Session, SessionLimits, checkout_error};
+use crate::client::link::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
 use crate::config::connstr::ADMIN_DB;
 use crate::net::stream::ClientStream;
+use crate::pool::clients::{ClientAddrs, ClientEntry, NewClient};
 use crate::pool::{Pool, ServerGuard};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
@@ -277,7 +271,7 @@ fn new_client(
 async fn finish_welcome(
     stream: &mut ClientStream,
     mut out: BytesMut,
-    key: crate::client::cancel::ClientKey,
+    key: crate::pool::cancel::ClientKey,
 ) -> Result<(), ClientError> {
     backend::backend_key_data(&mut out, key.0, &key.1);
     backend::ready_for_query(&mut out, b'I');

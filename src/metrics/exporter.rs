@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::client::registry::{ClientEntry, ClientState};
 use crate::config::DatabaseDef;
 use crate::metrics::family::{Families, Family};
 use crate::pool::Pool;
+use crate::pool::clients::{ClientEntry, ClientState};
 use crate::stats::StatsTotals;
 
 /// The admin console's virtual database (and its pool's user), listed by SHOW like any other.
@@ -37,8 +37,8 @@ pub struct PoolStateCounts {
 /// pool keeps by transitions (`pool::state`, `client::registry`). `maxwait` needs the client
 /// registry and is filled in by the caller (`max_wait_seconds`).
 pub fn pool_state_counts(pool: &Pool) -> PoolStateCounts {
-    use crate::client::registry::ClientState as C;
     use crate::pool::ServerState as S;
+    use crate::pool::clients::ClientState as C;
     let cl = |st: C| pool.client_states.get(st as usize) as u64;
     let sv = |st: S| pool.servers.count(st) as u64;
     PoolStateCounts {

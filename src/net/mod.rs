@@ -4,9 +4,8 @@
 pub mod client_tls;
 pub mod gssenc;
 pub mod listener;
+pub mod read_message;
 pub mod relay;
+pub mod server_tls;
 pub mod stream;
-pub mod tls;
 pub mod tls_protocols;
-pub mod tls_settings;
-pub mod wire;

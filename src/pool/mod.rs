@@ -1,7 +1,9 @@
 //! Pools of server connections, one per (database, user): the registry, the idle list, the
 //! limits, and what every pool remembers (welcome parameters, last login failure, SCRAM keys).
 
+pub mod cancel;
 pub mod checkout;
+pub mod clients;
 pub mod def;
 pub mod janitor;
 pub mod registry;
@@ -49,7 +51,7 @@ pub struct Pool {
     /// Every server of this pool by state (SHOW SERVERS, SHOW POOLS).
     pub servers: Arc<ServerSet>,
     /// Clients of this pool by state (SHOW POOLS), kept by `client::registry`.
-    pub client_states: state::StateCounts<{ crate::client::registry::CLIENT_STATES }>,
+    pub client_states: state::StateCounts<{ crate::pool::clients::CLIENT_STATES }>,
     /// PAUSE / DISABLE of this pool's database.
     pub db: Arc<DbControl>,
     /// Process-wide PAUSE (PAUSE without a database, SIGUSR1).

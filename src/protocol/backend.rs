@@ -10,7 +10,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::error::ProtocolError;
-use super::wire::{Cursor, begin, body_of, finish, put_cstr};
+use super::message_codec::{Cursor, begin, body_of, finish, put_cstr};
 
 /// Authentication request subtypes ('R' messages).
 pub const AUTH_OK: i32 = 0;

@@ -6,8 +6,8 @@ use bytes::{BufMut, BytesMut};
 
 use super::error::ProtocolError;
 use super::framing::MAX_LOGIN_RESPONSE_LEN;
+use super::message_codec::{Cursor, begin, begin_untagged, body_of, finish, put_cstr};
 use super::startup::{CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, PROTOCOL_3_0, SSL_REQUEST_CODE};
-use super::wire::{Cursor, begin, begin_untagged, body_of, finish, put_cstr};
 
 /// StartupMessage for protocol 3.0 with the given parameters (e.g. user, database).
 pub fn startup_message(buf: &mut BytesMut, params: &[(&str, &str)]) {

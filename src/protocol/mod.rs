@@ -16,11 +16,11 @@ pub mod backend;
 pub mod error;
 pub mod framing;
 pub mod frontend;
+mod message_codec;
 pub mod pooler_errors;
 pub mod result_set;
 pub mod sqlstate;
 pub mod startup;
-mod wire;
 
 pub use error::ProtocolError;
 

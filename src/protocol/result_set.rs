@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::wire::{begin, finish, put_cstr};
+use super::message_codec::{begin, finish, put_cstr};
 
 /// Column types as PgBouncer's `pktbuf_write_RowDescription` codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

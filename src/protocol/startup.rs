@@ -4,7 +4,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::error::ProtocolError;
-use super::wire::Cursor;
+use super::message_codec::Cursor;
 
 /// PostgreSQL's `MAX_STARTUP_PACKET_LENGTH`: longer startup packets are refused.
 pub const MAX_STARTUP_PACKET_LEN: usize = 10_000;

@@ -31,7 +31,7 @@ pub struct ServerConn {
     pub params: ParamSet,
     pub cancel: CancelTarget,
     /// Statements the pooler prepared on this connection (transaction / statement pooling).
-    pub prepared: crate::client::prepared::ServerStatements,
+    pub prepared: crate::client::link::prepared::ServerStatements,
     pub created: Instant,
     pub last_used: Instant,
     /// Held for the connection's lifetime: `max_db_connections` / `max_user_connections`.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::auth::md5::{md5_hash, md5_salted_response};
 use crate::auth::scram::{ScramClient, ScramClientCredentials};
 use crate::auth::secret::Secret;
-use crate::net::wire::{WireError, read_message, write_flush};
+use crate::net::read_message::{WireError, read_message, write_flush};
 use crate::protocol::backend::{ErrorFields, parse_error_fields};
 use crate::protocol::frontend;
 use crate::server::gss_login::{GssLogin, GssNegotiate};

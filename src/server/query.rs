@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::net::wire::{WireError, read_message, write_flush};
+use crate::net::read_message::{WireError, read_message, write_flush};
 use crate::protocol::backend::{ErrorFields, parse_error_fields, parse_parameter_status};
 use crate::protocol::frontend;
 use crate::server::conn::ServerConn;

@@ -1,6 +1,7 @@
 //! Upstream (server-side) TLS with rustls: connector per `server_tls_*` settings and the
 //! SSLRequest negotiation. PgBouncer semantics: only verify-ca/verify-full verify the server.
 
+pub mod settings;
 mod verify;
 
 use std::io;

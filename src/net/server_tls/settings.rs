@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use crate::config::{Settings, SslMode};
-pub use crate::net::tls::ServerTlsSettings;
-use crate::net::tls::UpstreamSslMode;
+pub use crate::net::server_tls::ServerTlsSettings;
+use crate::net::server_tls::UpstreamSslMode;
 
 fn path(p: &str) -> Option<PathBuf> {
     (!p.is_empty()).then(|| PathBuf::from(p))

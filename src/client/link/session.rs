@@ -12,14 +12,14 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::app::App;
-use crate::client::cancel::{CancelShow, CancelSlot};
 use crate::client::error::{ClientError, protocol, send_error};
-use crate::client::local::{LocalContext, answer_unlinked};
-use crate::client::prepared::ClientStatements;
-use crate::client::watch::{LinkWatcher, PreparedLink, Timing};
+use crate::client::link::local::{LocalContext, answer_unlinked};
+use crate::client::link::prepared::ClientStatements;
+use crate::client::link::watch::{LinkWatcher, PreparedLink, Timing};
 use crate::config::{Config, PoolMode};
 use crate::net::relay::{Dir, Pump, RelayEnd, relay};
 use crate::net::stream::ClientStream;
+use crate::pool::cancel::{CancelShow, CancelSlot};
 use crate::pool::{CheckoutError, Pool, ServerGuard};
 use crate::protocol::pooler_errors::{
     CLIENT_IDLE_TIMEOUT, DATABASE_CONFIG_CHANGED, IDLE_TRANSACTION_TIMEOUT,
@@ -118,7 +118,7 @@ pub struct Session<'a> {
     /// Named prepared statements (transaction / statement pooling).
     pub statements: ClientStatements,
     /// This client's SHOW CLIENTS entry (state, link, kill switch).
-    pub entry: Arc<crate::client::registry::ClientEntry>,
+    pub entry: Arc<crate::pool::clients::ClientEntry>,
 }
 
 /// Maps a checkout failure to what the client sees.

@@ -22,7 +22,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::app::App;
 use crate::config::{AuthType, Settings, SslMode};
-use crate::net::tls::{load_certs, load_key};
+use crate::net::server_tls::{load_certs, load_key};
 
 /// What PostgreSQL 17 clients send as ALPN on direct TLS, and we require there.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use rand::RngCore;
 
-use crate::client::registry::ClientState;
+use crate::pool::clients::ClientState;
 use crate::pool::{Pool, ServerEntry, ServerState};
 use crate::server::conn::CancelTarget;
 

@@ -11,11 +11,11 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::client::error::ClientError;
-use crate::client::prepared::{
+use crate::client::link::prepared::{
     BrokenPacket, ClientStatements, ServerStatements, Statement, StatementRegistry, bind_prefix,
     empty_message, parse_bind, parse_parse, parse_target, target_message,
 };
-use crate::client::requests::{Disposition, EndsAt, RequestQueue, Route};
+use crate::client::link::requests::{Disposition, EndsAt, RequestQueue, Route};
 use crate::config::PoolMode;
 use crate::net::relay::{Dir, Verdict, Watcher};
 use crate::protocol::backend::parse_parameter_status;
@@ -424,7 +424,7 @@ impl Watcher for LinkWatcher<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::prepared::{ClientStatements, ServerStatements, StatementRegistry};
+    use crate::client::link::prepared::{ClientStatements, ServerStatements, StatementRegistry};
 
     use crate::protocol::test_message as msg;
 

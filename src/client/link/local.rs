@@ -11,7 +11,9 @@
 use bytes::{Buf, BytesMut};
 
 use crate::client::error::{ClientError, protocol};
-use crate::client::prepared::{ClientStatements, StatementRegistry, parse_parse, parse_target};
+use crate::client::link::prepared::{
+    ClientStatements, StatementRegistry, parse_parse, parse_target,
+};
 use crate::protocol::backend::ready_for_query;
 use crate::protocol::framing::peek_header;
 use crate::protocol::pooler_errors::PREPARED_STATEMENT_IN_USE;
