@@ -20,7 +20,7 @@ pub struct App {
     pub pools: PoolRegistry,
     pub cancels: CancelRegistry,
     /// Pooler-wide prepared statements (transaction / statement pooling).
-    pub statements: crate::client::link::prepared::StatementRegistry,
+    pub statements: crate::server::statements::StatementRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
     /// The Prometheus registry and the counters kept in it (`/metrics`).

@@ -3,7 +3,8 @@
 //! (Parse/Bind/Describe/Close rewriting, the request queue, COPY and error handling).
 #![no_main]
 
-use krbouncer::client::link::prepared::{ClientStatements, ServerStatements, StatementRegistry};
+use krbouncer::client::link::prepared::ClientStatements;
+use krbouncer::server::statements::{ServerStatements, StatementRegistry};
 use krbouncer::client::link::watch::{LinkWatcher, PreparedLink};
 use krbouncer::config::PoolMode;
 use krbouncer::net::relay::{Dir, Watcher};

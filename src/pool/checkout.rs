@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::auth::gss::GssRuntime;
 use crate::config::PoolMode;
 use crate::net::stream::IdleHealth;
-use crate::pool::{Pool, PoolRegistry, ServerEntry, ServerSet, ServerState};
+use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::PoolerError;
 use crate::server::conn::ServerConn;
 use crate::server::connect::ConnectError;
@@ -44,22 +44,8 @@ pub enum CheckoutError {
 /// A server lent to one client. `release` returns it; dropping the guard closes the server.
 pub struct ServerGuard {
     pool: Arc<Pool>,
-    conn: Option<ServerConn>,
+    conn: Option<Pooled>,
     _slot: OwnedSemaphorePermit,
-}
-
-/// Keeps a pool's server count and server list right when a connection ends, however it ends.
-pub(crate) struct Tally {
-    count: Arc<std::sync::atomic::AtomicUsize>,
-    servers: Arc<ServerSet>,
-    pub(crate) entry: Arc<ServerEntry>,
-}
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
-        self.servers.remove(self.entry.id);
-    }
 }
 
 /// Counts a login in progress as `sv_login` until it ends.
@@ -78,11 +64,6 @@ impl Drop for LoginInFlight<'_> {
     }
 }
 
-/// The SHOW SERVERS entry of a connection (every pooled connection has one).
-fn entry_of(conn: &ServerConn) -> Option<&Arc<ServerEntry>> {
-    conn.tally.as_ref().map(|t| &t.entry)
-}
-
 impl ServerGuard {
     pub fn conn(&mut self) -> &mut ServerConn {
         // invariant: conn is Some from checkout until release/drop consumes the guard
@@ -97,14 +78,14 @@ impl ServerGuard {
 
     /// Records which client uses this server (SHOW SERVERS `link`, SHOW CLIENTS `link`).
     pub fn link_client(&self, client_id: u64) {
-        if let Some(e) = self.conn.as_ref().and_then(entry_of) {
-            e.set_link(client_id);
+        if let Some(c) = &self.conn {
+            c.entry().set_link(client_id);
         }
     }
 
     /// This server's SHOW SERVERS entry (its `close_needed` flag is read while linked).
     pub fn server_entry(&self) -> Option<Arc<ServerEntry>> {
-        self.conn.as_ref().and_then(entry_of).cloned()
+        self.conn.as_ref().map(|c| c.entry().clone())
     }
 
     /// This server's id (SHOW SERVERS `id`), for a client entry's `link`.
@@ -120,10 +101,8 @@ impl ServerGuard {
             return;
         };
         let def = &self.pool.def;
-        let entry = entry_of(&conn).cloned();
-        if let Some(e) = &entry {
-            e.set_link(0);
-        }
+        let entry = conn.entry().clone();
+        entry.set_link(0);
         if !clean {
             // The client left a query running: stop it, or the backend keeps working (and
             // holding locks) for nobody until it next tries to write.
@@ -137,12 +116,10 @@ impl ServerGuard {
             return;
         }
         // RECONNECT / reload / PAUSE: servers close when released
-        if entry.as_ref().is_some_and(|e| e.close_needed()) || self.pool.is_paused() {
+        if entry.close_needed() || self.pool.is_paused() {
             return;
         }
-        if let Some(e) = &entry {
-            self.pool.servers.transition(e, ServerState::Tested);
-        }
+        self.pool.servers.transition(&entry, ServerState::Tested);
         let reset = def.pool_mode == PoolMode::Session || def.server_reset_query_always;
         if reset && !def.server_reset_query.trim().is_empty() {
             if let Err(e) = run_simple(
@@ -160,9 +137,7 @@ impl ServerGuard {
             conn.prepared.clear();
         }
         conn.last_used = Instant::now();
-        if let Some(e) = &entry {
-            self.pool.servers.transition(e, ServerState::Idle);
-        }
+        self.pool.servers.transition(&entry, ServerState::Idle);
         // push before the slot permit drops, so the next waiter finds it
         self.pool.push_idle(conn);
     }
@@ -194,21 +169,18 @@ impl Pool {
         let slot = self.acquire_slot().await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
-                let health = conn.stream.idle_health(&mut conn.rbuf);
+                let server: &mut ServerConn = &mut conn;
+                let health = server.stream.idle_health(&mut server.rbuf);
                 if health != IdleHealth::Quiet {
                     tracing::info!(server = conn.id, ?health, "idle server went away, closing");
                     continue;
                 }
-                let entry = entry_of(&conn).cloned();
-                if expired(&conn, self.def.server_lifetime)
-                    || entry.as_ref().is_some_and(|e| e.close_needed())
-                {
+                let entry = conn.entry().clone();
+                if expired(&conn, self.def.server_lifetime) || entry.close_needed() {
                     continue;
                 }
                 if conn.last_used.elapsed() >= self.def.server_check_delay {
-                    if let Some(e) = &entry {
-                        self.servers.transition(e, ServerState::Tested);
-                    }
+                    self.servers.transition(&entry, ServerState::Tested);
                     if let Err(e) = run_simple(
                         &mut conn,
                         &self.def.server_check_query,
@@ -221,9 +193,7 @@ impl Pool {
                     }
                     conn.last_used = Instant::now();
                 }
-                if let Some(e) = &entry {
-                    self.servers.transition(e, ServerState::Active);
-                }
+                self.servers.transition(&entry, ServerState::Active);
                 return Ok(ServerGuard {
                     pool: self.clone(),
                     conn: Some(conn),
@@ -262,7 +232,7 @@ impl Pool {
     }
 
     /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits.
-    async fn open_server(self: &Arc<Self>, up: &Upstream<'_>) -> Result<ServerConn, CheckoutError> {
+    async fn open_server(self: &Arc<Self>, up: &Upstream<'_>) -> Result<Pooled, CheckoutError> {
         if let Some(cached) = self.recent_login_failure() {
             return Err(CheckoutError::LoginRetry(cached));
         }
@@ -307,18 +277,16 @@ impl Pool {
         drop(in_flight);
         match result {
             Ok(connected) => {
-                let mut conn = connected.conn;
                 self.stats.record_server_login(started.elapsed());
-                self.server_count.fetch_add(1, Ordering::Relaxed);
-                let entry = Arc::new(server_entry(&conn));
-                self.servers.insert(entry.clone());
+                let entry = Arc::new(server_entry(&connected.conn));
+                let mut conn = Pooled::new(
+                    connected.conn,
+                    entry.clone(),
+                    self.server_count.clone(),
+                    self.servers.clone(),
+                    permits,
+                );
                 self.servers.transition(&entry, ServerState::Active);
-                conn.tally = Some(Tally {
-                    count: self.server_count.clone(),
-                    servers: self.servers.clone(),
-                    entry,
-                });
-                conn.limit_permits = permits;
                 self.record_login_result(None);
                 self.set_welcome_once(&conn.params);
                 tracing::info!(
@@ -380,9 +348,7 @@ impl Pool {
             match self.open_server(up).await {
                 Ok(mut conn) => {
                     conn.last_used = Instant::now();
-                    if let Some(e) = entry_of(&conn) {
-                        self.servers.transition(e, ServerState::Idle);
-                    }
+                    self.servers.transition(conn.entry(), ServerState::Idle);
                     self.push_idle(conn);
                     drop(slot);
                 }

@@ -61,11 +61,9 @@ fn mark_used(pool: &Pool) {
     let delay = pool.def.server_check_delay;
     pool.for_each_idle(|conn| {
         if conn.last_used.elapsed() >= delay {
-            if let Some(t) = conn.tally.as_ref() {
-                if t.entry.state() == crate::pool::ServerState::Idle {
-                    pool.servers
-                        .transition(&t.entry, crate::pool::ServerState::Used);
-                }
+            if conn.entry().state() == crate::pool::ServerState::Idle {
+                pool.servers
+                    .transition(conn.entry(), crate::pool::ServerState::Used);
             }
         }
     });

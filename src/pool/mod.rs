@@ -6,6 +6,7 @@ pub mod checkout;
 pub mod clients;
 pub mod def;
 pub mod janitor;
+pub mod pooled;
 pub mod registry;
 pub mod state;
 
@@ -15,12 +16,12 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use crate::server::conn::ServerConn;
 use crate::server::login::ScramKeys;
 use crate::server::params::ParamSet;
 
 pub use checkout::{CheckoutError, ServerGuard};
 pub use def::PoolDef;
+pub use pooled::Pooled;
 pub use registry::PoolRegistry;
 pub use state::{DbControl, ServerEntry, ServerSet, ServerState};
 
@@ -35,7 +36,7 @@ pub struct Pool {
     slots: Arc<Semaphore>,
     reserve: Arc<Semaphore>,
     /// Idle servers, most recently used last (taken LIFO, as PgBouncer does by default).
-    idle: Mutex<Vec<ServerConn>>,
+    idle: Mutex<Vec<Pooled>>,
     welcome: Mutex<Option<Arc<ParamSet>>>,
     login_failure: Mutex<Option<(Instant, String)>>,
     scram_keys: Mutex<Option<ScramKeys>>,
@@ -138,8 +139,7 @@ impl Pool {
 
     /// Closes idle servers marked `close_needed` (RECONNECT, reload).
     pub fn close_idle_needing_close(&self) -> usize {
-        self.drain_idle_where(|c| c.tally.as_ref().is_some_and(|t| t.entry.close_needed()))
-            .len()
+        self.drain_idle_where(|c| c.entry().close_needed()).len()
     }
 
     pub fn retire(&self) {
@@ -159,23 +159,23 @@ impl Pool {
         lock(&self.idle).len()
     }
 
-    fn pop_idle(&self) -> Option<ServerConn> {
+    fn pop_idle(&self) -> Option<Pooled> {
         lock(&self.idle).pop()
     }
 
-    fn push_idle(&self, conn: ServerConn) {
+    fn push_idle(&self, conn: Pooled) {
         lock(&self.idle).push(conn);
     }
 
     /// Visits every idle server (the janitor updates their SHOW states).
-    fn for_each_idle(&self, mut f: impl FnMut(&ServerConn)) {
+    fn for_each_idle(&self, mut f: impl FnMut(&Pooled)) {
         for conn in lock(&self.idle).iter() {
             f(conn);
         }
     }
 
     /// Takes out idle servers matching `pred` (the janitor closes them).
-    fn drain_idle_where(&self, mut pred: impl FnMut(&ServerConn) -> bool) -> Vec<ServerConn> {
+    fn drain_idle_where(&self, mut pred: impl FnMut(&Pooled) -> bool) -> Vec<Pooled> {
         let mut idle = lock(&self.idle);
         let mut out = Vec::new();
         let mut i = 0;

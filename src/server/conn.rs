@@ -4,12 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use tokio::sync::OwnedSemaphorePermit;
-
 use crate::net::stream::ServerStream;
 use crate::server::address::ServerAddress;
 use crate::server::params::ParamSet;
+use bytes::BytesMut;
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -31,13 +29,9 @@ pub struct ServerConn {
     pub params: ParamSet,
     pub cancel: CancelTarget,
     /// Statements the pooler prepared on this connection (transaction / statement pooling).
-    pub prepared: crate::client::link::prepared::ServerStatements,
+    pub prepared: crate::server::statements::ServerStatements,
     pub created: Instant,
     pub last_used: Instant,
-    /// Held for the connection's lifetime: `max_db_connections` / `max_user_connections`.
-    pub(crate) limit_permits: Vec<OwnedSemaphorePermit>,
-    /// Keeps the owning pool's server count right however the connection ends.
-    pub(crate) tally: Option<crate::pool::checkout::Tally>,
 }
 
 impl ServerConn {
@@ -57,8 +51,6 @@ impl ServerConn {
             prepared: Default::default(),
             created: now,
             last_used: now,
-            limit_permits: Vec::new(),
-            tally: None,
         }
     }
 }

@@ -9,3 +9,4 @@ pub mod gss_login;
 pub mod login;
 pub mod params;
 pub mod query;
+pub mod statements;

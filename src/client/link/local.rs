@@ -11,12 +11,11 @@
 use bytes::{Buf, BytesMut};
 
 use crate::client::error::{ClientError, protocol};
-use crate::client::link::prepared::{
-    ClientStatements, StatementRegistry, parse_parse, parse_target,
-};
+use crate::client::link::prepared::{ClientStatements, parse_parse, parse_target};
 use crate::protocol::backend::ready_for_query;
 use crate::protocol::framing::peek_header;
 use crate::protocol::pooler_errors::PREPARED_STATEMENT_IN_USE;
+use crate::server::statements::StatementRegistry;
 use crate::stats::PoolStats;
 
 /// What local answering needs.

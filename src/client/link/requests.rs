@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::client::link::prepared::Statement;
+use crate::server::statements::Statement;
 
 /// Which backend message completes a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::client::error::ClientError;
 use crate::client::link::prepared::{
-    BrokenPacket, ClientStatements, ServerStatements, Statement, StatementRegistry, bind_prefix,
-    empty_message, parse_bind, parse_parse, parse_target, target_message,
+    BrokenPacket, ClientStatements, bind_prefix, empty_message, parse_bind, parse_parse,
+    parse_target, target_message,
 };
 use crate::client::link::requests::{Disposition, EndsAt, RequestQueue, Route};
 use crate::config::PoolMode;
@@ -23,6 +23,7 @@ use crate::protocol::pooler_errors::{
     PREPARED_STATEMENT_IN_USE, PREPARED_STATEMENT_MISSING, STATEMENT_MODE_TRANSACTION,
 };
 use crate::server::params::{ParamSet, is_tracked};
+use crate::server::statements::{ServerStatements, Statement, StatementRegistry};
 use crate::stats::PoolStats;
 
 /// Prepared-statement state a link works with: the client's names, the server's cache.
@@ -424,7 +425,8 @@ impl Watcher for LinkWatcher<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::link::prepared::{ClientStatements, ServerStatements, StatementRegistry};
+    use crate::client::link::prepared::ClientStatements;
+    use crate::server::statements::{ServerStatements, StatementRegistry};
 
     use crate::protocol::test_message as msg;
 
