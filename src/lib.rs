@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod client;
@@ -18,6 +17,7 @@ pub mod protocol;
 pub mod reload;
 pub mod serve;
 pub mod server;
+pub mod shared;
 pub mod shutdown;
 pub mod signals;
 pub mod stats;

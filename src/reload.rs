@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::pool::PoolDef;
+use crate::shared::App;
 
 /// Why a reload was refused (already logged).
 #[derive(Debug, thiserror::Error)]

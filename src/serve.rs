@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::net::listener;
+use crate::shared::App;
 use crate::shutdown::ShutdownMode;
 
 /// SIGINT's end: no server connection left (idle ones are closed as the pause began, busy

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::app::App;
+use crate::shared::App;
 use crate::shutdown::ShutdownMode;
 
 /// Listens for signals until the process exits.

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::app::App;
+use crate::shared::App;
 use crate::stats::StatsTotals;
 
 /// The times of the last two `stats_period` ticks.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::app::App;
 use crate::config::connstr::ADMIN_DB;
 use crate::pool::Pool;
 use crate::protocol::pooler_errors::{
@@ -14,6 +13,7 @@ use crate::protocol::pooler_errors::{
     admin_error as err, admin_no_such_database, admin_not_paused, admin_pooler_shutting_down,
     admin_reload_failed,
 };
+use crate::shared::App;
 use crate::shutdown::ShutdownMode;
 
 /// How often a waiting command (PAUSE, WAIT_CLOSE) re-checks its condition.

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use crate::app::App;
 use crate::config::{AuthType, Settings};
 use crate::net::read_message::read_message_limited;
 use crate::net::stream::ClientStream;
@@ -23,6 +22,7 @@ use crate::protocol::pooler_errors::{
     ADMIN_EXTENDED_PROTOCOL, PoolerError, admin_access_needed, admin_error, admin_invalid_command,
 };
 use crate::protocol::result_set::{command_complete, empty_query_response};
+use crate::shared::App;
 use parse::{AdminQuery, ParseError};
 
 /// Longest admin query accepted (PgBouncer's queries are tiny).

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::pool::clients::ClientState;
 use crate::pool::{Pool, ServerState};
 use crate::protocol::result_set::{ColType, data_row, row_description};
+use crate::shared::App;
 
 use ColType::{Int4 as I, Text as S};
 

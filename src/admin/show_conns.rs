@@ -3,10 +3,10 @@
 
 use bytes::BytesMut;
 
-use crate::app::App;
 use crate::pool::clients::{ClientEntry, ClientState};
 use crate::pool::{Pool, ServerEntry, ServerState};
 use crate::protocol::result_set::ColType;
+use crate::shared::App;
 
 use ColType::{Int4 as I, Text as S, Time as T};
 

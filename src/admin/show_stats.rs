@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 
-use crate::app::App;
 use crate::protocol::result_set::ColType;
+use crate::shared::App;
 use crate::stats::StatsTotals;
 
 use ColType::{Numeric as N, Text as S};

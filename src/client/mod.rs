@@ -13,7 +13,6 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use crate::admin::{AdminSession, access_for};
-use crate::app::App;
 use crate::client::encryption::Negotiated;
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::link::session::{Session, SessionLimits, checkout_error};
@@ -29,6 +28,7 @@ use crate::protocol::pooler_errors::{
     SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
 };
 use crate::server::params::{ParamSet, tracked_names};
+use crate::shared::App;
 
 /// Serves one accepted connection to the end.
 pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::app::App;
 use crate::config::DatabaseDef;
 use crate::metrics::family::{Families, Family};
 use crate::pool::Pool;
 use crate::pool::clients::{ClientEntry, ClientState};
+use crate::shared::App;
 use crate::stats::StatsTotals;
 
 /// The admin console's virtual database (and its pool's user), listed by SHOW like any other.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::app::App;
+use crate::shared::App;
 
 /// Largest request head accepted; probes and scrapers send a few hundred bytes.
 const MAX_HEAD: usize = 8 * 1024;

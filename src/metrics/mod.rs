@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use prometheus::{Encoder, Registry, TextEncoder};
 
-use crate::app::App;
+use crate::shared::App;
 use family::Families;
 pub use http::Response;
 pub use login_failures::LoginFailures;

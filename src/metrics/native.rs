@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::app::App;
 use crate::metrics::family::{Families, Family};
+use crate::shared::App;
 use crate::stats::{Histogram, PoolStats};
 
 /// How long a scrape may wait for the credential cache to answer.

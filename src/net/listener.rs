@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::app::App;
 use crate::config::Settings;
 use crate::net::stream::ClientStream;
+use crate::shared::App;
 
 /// Bound sockets, before serving. Binding first lets startup fail before anything runs.
 pub struct Listeners {

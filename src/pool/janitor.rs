@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::app::App;
 use crate::pool::Pool;
+use crate::shared::App;
 
 const PERIOD: Duration = Duration::from_secs(1);
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::app::App;
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::link::local::{LocalContext, answer_unlinked};
 use crate::client::link::prepared::ClientStatements;
@@ -28,6 +27,7 @@ use crate::protocol::pooler_errors::{
 };
 use crate::server::params::{ParamSet, sync_query};
 use crate::server::query::run_simple;
+use crate::shared::App;
 
 /// How often a linked client's timeouts are re-evaluated when one is configured: a state
 /// change (a query starting, a transaction going idle) is noticed at most this late.

@@ -20,9 +20,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::app::App;
 use crate::config::{AuthType, Settings, SslMode};
 use crate::net::server_tls::{load_certs, load_key};
+use crate::shared::App;
 
 /// What PostgreSQL 17 clients send as ALPN on direct TLS, and we require there.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
