@@ -1,13 +1,14 @@
 //! RELOAD and SIGHUP: re-read pgbouncer.ini and users.txt, refuse a bad config (the reason is
-//! logged, the running one stays), swap the snapshot in `App`, keep the pools whose
+//! logged, the running one stays), swap the snapshot in `Shared`, keep the pools whose
 //! definition did not change, retire changed ones (their servers close at release), refuse
 //! new clients of removed databases, and rebuild the upstream TLS connector.
 
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::net::client_tls::ClientTlsSettings;
 use crate::pool::PoolDef;
-use crate::shared::App;
+use crate::shared::Shared;
 
 /// Why a reload was refused (already logged).
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +20,7 @@ pub enum ReloadError {
 }
 
 /// Reloads the configuration. On a load or validation error nothing changes.
-pub async fn reload(app: &Arc<App>) -> Result<(), ReloadError> {
+pub async fn reload(app: &Arc<Shared>) -> Result<(), ReloadError> {
     let _serial = app.reload_lock.lock().await;
     let old = app.config();
     let new = match old.reload() {
@@ -50,9 +51,7 @@ pub async fn reload(app: &Arc<App>) -> Result<(), ReloadError> {
     if let Err(e) = crate::logging::reopen() {
         tracing::warn!(error = %e, "could not reopen the log file");
     }
-    // client TLS: rebuilt by the OPS helper's crate::net::client_tls (connected clients keep
-    // their sessions; new handshakes use the new certificate)
-    let client_tls = crate::net::client_tls::rebuild(app);
+    let client_tls = rebuild_client_tls(app);
     if let Err(e) = &client_tls {
         tracing::error!(error = %e, "TLS configuration could not be reloaded, keeping old configuration");
     }
@@ -61,6 +60,14 @@ pub async fn reload(app: &Arc<App>) -> Result<(), ReloadError> {
     }
     tracing::info!("configuration reloaded");
     Ok(())
+}
+
+/// Re-reads the client TLS files named by the current config and swaps the acceptor (connected
+/// clients keep their sessions; new handshakes use the new certificate). On error the old
+/// acceptor stays.
+pub fn rebuild_client_tls(app: &Shared) -> Result<(), String> {
+    app.client_tls
+        .replace(&ClientTlsSettings::from_settings(&app.config().settings))
 }
 
 fn tls_fingerprint(c: &Config) -> String {
@@ -72,7 +79,7 @@ fn tls_fingerprint(c: &Config) -> String {
 
 /// Rebuilds the upstream TLS connector from the current config (files are re-read, so renewed
 /// certificates are picked up). On failure the old connector stays and `false` is returned.
-pub fn rebuild_upstream_tls(app: &App) -> bool {
+pub fn rebuild_upstream_tls(app: &Shared) -> bool {
     let config = app.config();
     match crate::net::server_tls::build_connector(&crate::net::server_tls::settings::from_config(
         &config.settings,
@@ -89,7 +96,7 @@ pub fn rebuild_upstream_tls(app: &App) -> bool {
 }
 
 /// Compares every pool's definition under the new config with its current one.
-fn reconcile_pools(app: &App, old: &Config, new: &Config, server_tls_changed: bool) {
+fn reconcile_pools(app: &Shared, old: &Config, new: &Config, server_tls_changed: bool) {
     for pool in app.pools.all() {
         let key = (pool.def.db_name.clone(), pool.def.login_user.clone());
         let Some(new_db) = new.database_for(&pool.def.db_name) else {

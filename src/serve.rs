@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
+use crate::app::App;
 use crate::config::Config;
 use crate::net::listener;
-use crate::shared::App;
+use crate::shared::Shared;
 use crate::shutdown::ShutdownMode;
 
 /// SIGINT's end: no server connection left (idle ones are closed as the pause began, busy
 /// ones close at release while paused).
-fn servers_released(app: &App) -> bool {
+fn servers_released(app: &Shared) -> bool {
     app.pools.all().iter().all(|p| {
         p.close_idle();
         p.server_count.load(std::sync::atomic::Ordering::Relaxed) == 0
@@ -33,8 +34,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         Err(e) => anyhow::bail!("invalid configuration: {e}"),
     }
-    let app = App::new(config)?;
-    crate::metrics::start(&app).await?;
+    let root = App::new(config)?;
+    let app = root.shared.clone();
+    crate::metrics::start(&app, &root.metrics.registry).await?;
     tokio::spawn(crate::pool::janitor::run(app.clone()));
     tokio::spawn(crate::stats_period::run(app.clone()));
     let signals = app.clone();
@@ -43,7 +45,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::error!(error = %e, "cannot install signal handlers");
         }
     });
-    let listening = tokio::spawn(listeners.serve(app.clone()));
+    let listening = tokio::spawn(listeners.serve(app.shutdown.subscribe(), root.spawn_client()));
 
     let mut changes = app.shutdown.subscribe();
     while app.shutdown.mode() == ShutdownMode::Running {

@@ -1,21 +1,26 @@
-//! Process-wide state handed to every task: the config snapshot, pools, cancel keys, client
-//! counts, the GSSAPI runtime, the upstream TLS connector and the shutdown state. No globals.
+//! The state every client, admin and metrics task shares: the config snapshot, pools, cancel
+//! keys, logged-in clients and their count, prepared statements, the GSSAPI runtime, both TLS
+//! configs, the stats clock and the shutdown state. No globals. `app.rs` builds it; the
+//! layers below take narrower handles (`&PoolRegistry`, `Upstream`, `JanitorHandle`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::auth::gss::GssRuntime;
 use crate::config::Config;
+use crate::net::client_tls::{ClientTls, ClientTlsSettings};
 use crate::pool::PoolRegistry;
 use crate::pool::cancel::CancelRegistry;
 use crate::pool::checkout::Upstream;
 use crate::pool::clients::ClientRegistry;
+use crate::pool::janitor::JanitorHandle;
 use crate::shutdown::Shutdown;
+use crate::stats::StatsClock;
 
 /// GSSAPI calls allowed in flight at once; more wait. Bounds the threads a dead KDC can hold.
 const GSS_MAX_IN_FLIGHT: usize = 16;
 
-pub struct App {
+pub struct Shared {
     config: RwLock<Arc<Config>>,
     pub pools: PoolRegistry,
     pub cancels: CancelRegistry,
@@ -23,16 +28,14 @@ pub struct App {
     pub statements: crate::server::statements::StatementRegistry,
     pub shutdown: Shutdown,
     pub gss: GssRuntime,
-    /// The Prometheus registry and the counters kept in it (`/metrics`).
-    pub metrics: crate::metrics::Metrics,
     /// Upstream TLS connector; rebuilt by reload when the TLS files or settings change.
     tls: RwLock<Option<tokio_rustls::TlsConnector>>,
     /// The downstream TLS acceptor; swapped by `net::client_tls::rebuild` on reload.
-    pub client_tls: crate::net::client_tls::ClientTls,
+    pub client_tls: ClientTls,
     /// Logged-in clients (SHOW CLIENTS, KILL, KILL_CLIENT).
     pub client_registry: ClientRegistry,
     /// stats_period averages (SHOW STATS avg_*, log_stats).
-    pub stats_clock: crate::stats_period::StatsClock,
+    pub stats_clock: StatsClock,
     /// Serialises RELOAD / SIGHUP / SET so two reloads never interleave.
     pub reload_lock: tokio::sync::Mutex<()>,
     clients: AtomicUsize,
@@ -40,35 +43,32 @@ pub struct App {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub enum SetupError {
     #[error("server TLS setup: {0}")]
-    Tls(String),
+    Tls(#[source] crate::net::server_tls::TlsSetupError),
     #[error("client TLS setup: {0}")]
     ClientTls(String),
 }
 
-impl App {
-    pub fn new(config: Config) -> Result<Arc<App>, AppError> {
+impl Shared {
+    pub fn new(config: Config) -> Result<Arc<Shared>, SetupError> {
         let tls = crate::net::server_tls::build_connector(
             &crate::net::server_tls::settings::from_config(&config.settings),
         )
-        .map_err(|e| AppError::Tls(e.to_string()))?;
-        let client_tls = crate::net::client_tls::ClientTls::new(
-            &crate::net::client_tls::ClientTlsSettings::from_settings(&config.settings),
-        )
-        .map_err(AppError::ClientTls)?;
-        Ok(Arc::new(App {
+        .map_err(SetupError::Tls)?;
+        let client_tls = ClientTls::new(&ClientTlsSettings::from_settings(&config.settings))
+            .map_err(SetupError::ClientTls)?;
+        Ok(Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
             cancels: CancelRegistry::default(),
             statements: Default::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
-            metrics: crate::metrics::Metrics::new(),
             tls: RwLock::new(tls),
             client_tls,
             client_registry: ClientRegistry::default(),
-            stats_clock: crate::stats_period::StatsClock::new(),
+            stats_clock: StatsClock::new(),
             reload_lock: tokio::sync::Mutex::new(()),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -113,6 +113,20 @@ impl App {
 
     pub fn client_count(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
+    }
+}
+
+impl JanitorHandle for Shared {
+    fn pools(&self) -> &PoolRegistry {
+        &self.pools
+    }
+
+    fn upstream(&self) -> Upstream<'_> {
+        Shared::upstream(self)
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown.is_stopping()
     }
 }
 

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::shared::App;
+use crate::shared::Shared;
 use crate::shutdown::ShutdownMode;
 
 /// Listens for signals until the process exits.
-pub async fn handle(app: Arc<App>) -> std::io::Result<()> {
+pub async fn handle(app: Arc<Shared>) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut quit = signal(SignalKind::quit())?;
@@ -59,7 +59,7 @@ pub async fn handle(app: Arc<App>) -> std::io::Result<()> {
 }
 
 /// SIGUSR1: new work waits, servers close as they are released.
-fn pause_all(app: &App) {
+fn pause_all(app: &Shared) {
     app.pools.global.paused.close();
     for p in app.pools.all() {
         p.close_idle();
@@ -67,7 +67,7 @@ fn pause_all(app: &App) {
 }
 
 /// SIGUSR2: lifts PAUSE and SUSPEND.
-fn resume_all(app: &App) {
+fn resume_all(app: &Shared) {
     if app.shutdown.is_stopping() {
         tracing::info!("pooler is shutting down, not resuming");
         return;

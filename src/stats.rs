@@ -5,8 +5,9 @@
 //! the admin console and the metrics scrape, and no reader needs a consistent cut across
 //! counters (PgBouncer's own snapshots are not consistent either).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implicit.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -221,6 +222,42 @@ impl std::ops::AddAssign for StatsTotals {
         self.server_parse_count += o.server_parse_count;
         self.bind_count += o.bind_count;
         self.client_login_count += o.client_login_count;
+    }
+}
+
+/// The times of the last two `stats_period` ticks.
+pub struct StatsClock {
+    /// (old_stamp, new_stamp) as in PgBouncer's stats.c.
+    stamps: Mutex<(Instant, Instant)>,
+}
+
+impl Default for StatsClock {
+    fn default() -> Self {
+        StatsClock::new()
+    }
+}
+
+impl StatsClock {
+    pub fn new() -> StatsClock {
+        let now = Instant::now();
+        // PgBouncer starts with old_stamp one second back, so early averages are per second
+        let old = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        StatsClock {
+            stamps: Mutex::new((old, now)),
+        }
+    }
+
+    /// A `stats_period` tick (`stats_period::run`).
+    pub fn tick(&self) {
+        let mut s = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 = s.1;
+        s.1 = Instant::now();
+    }
+
+    /// Microseconds since the tick before last: the averaging window.
+    pub fn window_us(&self) -> u64 {
+        let s = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        s.0.elapsed().as_micros() as u64
     }
 }
 

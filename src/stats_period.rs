@@ -2,46 +2,11 @@
 //! `SHOW STATS` / `STATS_AVERAGES` / `TOTALS` are computed against the snapshot before last
 //! (as PgBouncer's `refresh_stats`), and with `log_stats` one "stats: ..." line is logged.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::shared::App;
+use crate::shared::Shared;
 use crate::stats::StatsTotals;
-
-/// The times of the last two `stats_period` ticks.
-pub struct StatsClock {
-    /// (old_stamp, new_stamp) as in PgBouncer's stats.c.
-    stamps: Mutex<(Instant, Instant)>,
-}
-
-impl Default for StatsClock {
-    fn default() -> Self {
-        StatsClock::new()
-    }
-}
-
-impl StatsClock {
-    pub fn new() -> StatsClock {
-        let now = Instant::now();
-        // PgBouncer starts with old_stamp one second back, so early averages are per second
-        let old = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
-        StatsClock {
-            stamps: Mutex::new((old, now)),
-        }
-    }
-
-    fn tick(&self) {
-        let mut s = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
-        s.0 = s.1;
-        s.1 = Instant::now();
-    }
-
-    /// Microseconds since the tick before last: the averaging window.
-    pub fn window_us(&self) -> u64 {
-        let s = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
-        s.0.elapsed().as_micros() as u64
-    }
-}
 
 /// Averages over one window, named as `StatsTotals` (rates per second, times per event).
 pub fn average(cur: &StatsTotals, old: &StatsTotals, window_us: u64) -> StatsTotals {
@@ -90,7 +55,7 @@ pub fn log_line(avg: &StatsTotals) -> String {
 }
 
 /// Runs until shutdown: ticks every `stats_period` (re-read each time, so SET/RELOAD apply).
-pub async fn run(app: Arc<App>) {
+pub async fn run(app: Arc<Shared>) {
     loop {
         let period = Duration::from_secs(app.config().settings.stats_period.max(1) as u64);
         tokio::time::sleep(period).await;

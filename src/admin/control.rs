@@ -13,7 +13,7 @@ use crate::protocol::pooler_errors::{
     admin_error as err, admin_no_such_database, admin_not_paused, admin_pooler_shutting_down,
     admin_reload_failed,
 };
-use crate::shared::App;
+use crate::shared::Shared;
 use crate::shutdown::ShutdownMode;
 
 /// How often a waiting command (PAUSE, WAIT_CLOSE) re-checks its condition.
@@ -26,12 +26,12 @@ fn done(tag: &str) -> Outcome {
 }
 
 /// Whether `name` is a database PgBouncer would find (configured, `*`, or with pools).
-fn known_db(app: &App, name: &str) -> bool {
+fn known_db(app: &Shared, name: &str) -> bool {
     app.config().database_for(name).is_some() || !app.pools.pools_of_db(name).is_empty()
 }
 
 /// Database names a command without argument applies to.
-fn all_dbs(app: &App) -> Vec<String> {
+fn all_dbs(app: &Shared) -> Vec<String> {
     let mut names: Vec<String> = app.config().databases.keys().cloned().collect();
     names.extend(app.pools.all().iter().map(|p| p.def.db_name.clone()));
     names.sort();
@@ -39,7 +39,7 @@ fn all_dbs(app: &App) -> Vec<String> {
     names
 }
 
-fn pools_for(app: &App, db: Option<&str>) -> Vec<Arc<Pool>> {
+fn pools_for(app: &Shared, db: Option<&str>) -> Vec<Arc<Pool>> {
     match db {
         Some(d) => app.pools.pools_of_db(d),
         None => app.pools.all(),
@@ -47,7 +47,7 @@ fn pools_for(app: &App, db: Option<&str>) -> Vec<Arc<Pool>> {
 }
 
 /// Checks a database argument: known, and not the admin console.
-fn check_db(app: &App, arg: &str, verb: &str) -> Result<(), PoolerError> {
+fn check_db(app: &Shared, arg: &str, verb: &str) -> Result<(), PoolerError> {
     if arg == ADMIN_DB {
         return Err(err(format!("cannot {verb} admin db: {arg}")));
     }
@@ -68,7 +68,7 @@ fn server_total(pools: &[Arc<Pool>]) -> usize {
 }
 
 /// Waits until the pools hold no server connection (PAUSE completes).
-async fn wait_servers_gone(app: &App, db: Option<&str>) {
+async fn wait_servers_gone(app: &Shared, db: Option<&str>) {
     loop {
         let pools = pools_for(app, db);
         for p in &pools {
@@ -81,7 +81,7 @@ async fn wait_servers_gone(app: &App, db: Option<&str>) {
     }
 }
 
-pub async fn pause(app: &App, arg: &str) -> Outcome {
+pub async fn pause(app: &Shared, arg: &str) -> Outcome {
     let global = &app.pools.global;
     if global.paused.is_closed() {
         return Err(err("already suspended/paused"));
@@ -99,7 +99,7 @@ pub async fn pause(app: &App, arg: &str) -> Outcome {
     done("PAUSE")
 }
 
-pub fn resume(app: &App, arg: &str) -> Outcome {
+pub fn resume(app: &Shared, arg: &str) -> Outcome {
     if arg.is_empty() {
         tracing::info!("RESUME command issued");
         if app.shutdown.is_stopping() {
@@ -127,7 +127,7 @@ pub fn resume(app: &App, arg: &str) -> Outcome {
     done("RESUME")
 }
 
-pub fn disable_enable(app: &App, arg: &str, disable: bool) -> Outcome {
+pub fn disable_enable(app: &Shared, arg: &str, disable: bool) -> Outcome {
     let verb = if disable { "disable" } else { "enable" };
     if arg.is_empty() {
         return Err(err("a database is required"));
@@ -149,7 +149,7 @@ pub fn reconnect_pools(pools: &[Arc<Pool>]) {
     }
 }
 
-pub fn reconnect(app: &App, arg: &str) -> Outcome {
+pub fn reconnect(app: &Shared, arg: &str) -> Outcome {
     if arg.is_empty() {
         tracing::info!("RECONNECT command issued");
         reconnect_pools(&app.pools.all());
@@ -161,7 +161,7 @@ pub fn reconnect(app: &App, arg: &str) -> Outcome {
     done("RECONNECT")
 }
 
-pub fn kill(app: &App, arg: &str) -> Outcome {
+pub fn kill(app: &Shared, arg: &str) -> Outcome {
     if app.pools.global.paused.is_closed() {
         return Err(err("already suspended/paused"));
     }
@@ -185,7 +185,7 @@ pub fn kill(app: &App, arg: &str) -> Outcome {
     done("KILL")
 }
 
-pub fn kill_client(app: &App, arg: &str) -> Outcome {
+pub fn kill_client(app: &Shared, arg: &str) -> Outcome {
     let Ok(id) = arg.trim().parse::<u64>() else {
         return Err(err("invalid client pointer supplied"));
     };
@@ -196,7 +196,7 @@ pub fn kill_client(app: &App, arg: &str) -> Outcome {
     done("KILL_CLIENT")
 }
 
-pub async fn suspend(app: &App, arg: &str) -> Outcome {
+pub async fn suspend(app: &Shared, arg: &str) -> Outcome {
     if !arg.is_empty() {
         return Err(super::syntax_error());
     }
@@ -218,7 +218,7 @@ pub async fn suspend(app: &App, arg: &str) -> Outcome {
 }
 
 /// Starts a shutdown. `None`: immediate (no reply, as PgBouncer keeps the admin waiting).
-pub fn shutdown(app: &App, arg: &str) -> Result<Option<String>, PoolerError> {
+pub fn shutdown(app: &Shared, arg: &str) -> Result<Option<String>, PoolerError> {
     let mode = match arg.to_ascii_uppercase().as_str() {
         "" => ShutdownMode::Immediate,
         "WAIT_FOR_CLIENTS" => ShutdownMode::WaitForClients,
@@ -237,7 +237,7 @@ pub fn shutdown(app: &App, arg: &str) -> Result<Option<String>, PoolerError> {
 }
 
 /// SIGTERM / SIGINT / SHUTDOWN: WAIT_FOR_SERVERS also pauses and drops waiting clients.
-pub fn begin_shutdown(app: &App, mode: ShutdownMode) {
+pub fn begin_shutdown(app: &Shared, mode: ShutdownMode) {
     if mode == ShutdownMode::WaitForServers {
         app.pools.global.paused.close();
         app.client_registry.kill_waiting(SERVER_SHUTTING_DOWN);
@@ -248,7 +248,7 @@ pub fn begin_shutdown(app: &App, mode: ShutdownMode) {
     app.shutdown.request(mode);
 }
 
-pub async fn reload(app: &Arc<App>, arg: &str) -> Outcome {
+pub async fn reload(app: &Arc<Shared>, arg: &str) -> Outcome {
     if !arg.is_empty() {
         return Err(super::syntax_error());
     }
@@ -259,7 +259,7 @@ pub async fn reload(app: &Arc<App>, arg: &str) -> Outcome {
     }
 }
 
-pub async fn wait_close(app: &App, arg: &str) -> Outcome {
+pub async fn wait_close(app: &Shared, arg: &str) -> Outcome {
     let db = if arg.is_empty() {
         tracing::info!("WAIT_CLOSE command issued");
         None
@@ -286,7 +286,7 @@ pub async fn wait_close(app: &App, arg: &str) -> Outcome {
 }
 
 /// `SET key = value` on the running config (restart-only keys are accepted and ignored).
-pub async fn set(app: &Arc<App>, key: &str, value: &str) -> Outcome {
+pub async fn set(app: &Arc<Shared>, key: &str, value: &str) -> Outcome {
     let _serial = app.reload_lock.lock().await;
     let mut next = (*app.config()).clone();
     if next.settings.set_online(key, value).is_err() {
@@ -296,7 +296,7 @@ pub async fn set(app: &Arc<App>, key: &str, value: &str) -> Outcome {
     app.set_config(next);
     if tls_changed
         && (!crate::reload::rebuild_upstream_tls(app)
-            || crate::net::client_tls::rebuild(app).is_err())
+            || crate::reload::rebuild_client_tls(app).is_err())
     {
         tracing::warn!("TLS settings could not be applied, still using old configuration");
     }

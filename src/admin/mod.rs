@@ -22,7 +22,7 @@ use crate::protocol::pooler_errors::{
     ADMIN_EXTENDED_PROTOCOL, PoolerError, admin_access_needed, admin_error, admin_invalid_command,
 };
 use crate::protocol::result_set::{command_complete, empty_query_response};
-use crate::shared::App;
+use crate::shared::Shared;
 use parse::{AdminQuery, ParseError};
 
 /// Longest admin query accepted (PgBouncer's queries are tiny).
@@ -88,7 +88,7 @@ fn fake_param(name: &str) -> Option<(&'static str, &'static str)> {
 
 /// One admin console connection after login.
 pub struct AdminSession<'a> {
-    pub app: &'a Arc<App>,
+    pub app: &'a Arc<Shared>,
     pub stream: &'a mut ClientStream,
     pub rbuf: BytesMut,
     pub access: Access,

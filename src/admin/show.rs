@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::pool::clients::ClientState;
 use crate::pool::{Pool, ServerState};
 use crate::protocol::result_set::{ColType, data_row, row_description};
-use crate::shared::App;
+use crate::shared::Shared;
 
 use ColType::{Int4 as I, Text as S};
 
@@ -76,7 +76,7 @@ fn load_balance_hosts(config: &Config, db: &str) -> Option<String> {
         .map(|_| def.load_balance_hosts.as_str().to_string())
 }
 
-pub fn pools(app: &App, buf: &mut BytesMut) {
+pub fn pools(app: &Shared, buf: &mut BytesMut) {
     let config = app.config();
     let cols = [
         ("database", S),
@@ -152,7 +152,7 @@ pub fn pools(app: &App, buf: &mut BytesMut) {
 }
 
 /// Database names SHOW DATABASES lists: configured ones, plus those auto-created from `*`.
-fn database_names(app: &App, config: &Config) -> BTreeSet<String> {
+fn database_names(app: &Shared, config: &Config) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = config.databases.keys().cloned().collect();
     for p in app.pools.all() {
         if config.database_for(&p.def.db_name).is_some() {
@@ -162,7 +162,7 @@ fn database_names(app: &App, config: &Config) -> BTreeSet<String> {
     names
 }
 
-pub fn databases(app: &App, buf: &mut BytesMut) {
+pub fn databases(app: &Shared, buf: &mut BytesMut) {
     let config = app.config();
     let st = &config.settings;
     let cols = [
@@ -258,7 +258,7 @@ pub fn databases(app: &App, buf: &mut BytesMut) {
     table(buf, &cols, &rows);
 }
 
-pub fn users(app: &App, buf: &mut BytesMut) {
+pub fn users(app: &Shared, buf: &mut BytesMut) {
     let config = app.config();
     let cols = [
         ("name", S),
@@ -305,7 +305,7 @@ pub fn users(app: &App, buf: &mut BytesMut) {
 }
 
 /// Per-database (current totals, totals at the tick before last), databases sorted.
-pub fn lists(app: &App, buf: &mut BytesMut) {
+pub fn lists(app: &Shared, buf: &mut BytesMut) {
     let config = app.config();
     let clients = app.client_registry.snapshot().len();
     let servers: usize = app
@@ -336,7 +336,7 @@ pub fn lists(app: &App, buf: &mut BytesMut) {
     table(buf, &[("list", S), ("items", I)], &rows);
 }
 
-pub fn config(app: &App, buf: &mut BytesMut) {
+pub fn config(app: &Shared, buf: &mut BytesMut) {
     let rows: Rows = app
         .config()
         .settings
@@ -358,7 +358,7 @@ pub fn config(app: &App, buf: &mut BytesMut) {
     );
 }
 
-pub fn peers(app: &App, buf: &mut BytesMut) {
+pub fn peers(app: &Shared, buf: &mut BytesMut) {
     let config = app.config();
     let rows: Rows = config
         .peers
@@ -379,7 +379,7 @@ pub fn peers(app: &App, buf: &mut BytesMut) {
     );
 }
 
-pub fn state(app: &App, buf: &mut BytesMut) {
+pub fn state(app: &Shared, buf: &mut BytesMut) {
     let paused = app.pools.global.paused.is_closed();
     let yes_no = |b: bool| s(if b { "yes" } else { "no" });
     let rows: Rows = vec![

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use crate::pool::clients::{ClientEntry, ClientState};
 use crate::pool::{Pool, ServerEntry, ServerState};
 use crate::protocol::result_set::ColType;
-use crate::shared::App;
+use crate::shared::Shared;
 
 use ColType::{Int4 as I, Text as S, Time as T};
 
@@ -130,7 +130,7 @@ fn server_row(pool: &Pool, e: &ServerEntry, state_prefix: &str) -> Vec<Option<St
     ]
 }
 
-pub fn clients(app: &App, buf: &mut BytesMut) {
+pub fn clients(app: &Shared, buf: &mut BytesMut) {
     let rows: Rows = app
         .client_registry
         .snapshot()
@@ -140,7 +140,7 @@ pub fn clients(app: &App, buf: &mut BytesMut) {
     table(buf, &SOCKET_COLS, &rows);
 }
 
-pub fn servers(app: &App, buf: &mut BytesMut) {
+pub fn servers(app: &Shared, buf: &mut BytesMut) {
     let mut rows = Rows::new();
     for pool in app.pools.all_sorted() {
         for e in pool.servers.snapshot() {
@@ -152,7 +152,7 @@ pub fn servers(app: &App, buf: &mut BytesMut) {
 
 /// SHOW SOCKETS / ACTIVE_SOCKETS: every socket with `cl_`/`sv_` states and the buffer columns
 /// (krbouncer's buffers live in the relay, so those are 0).
-pub fn sockets(app: &App, buf: &mut BytesMut) {
+pub fn sockets(app: &Shared, buf: &mut BytesMut) {
     let mut cols: Vec<(&str, ColType)> = SOCKET_COLS.to_vec();
     cols.extend(DEBUG_COLS.iter().map(|n| (*n, I)));
     let pad = |mut r: Vec<Option<String>>| {

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 
 use crate::protocol::result_set::ColType;
-use crate::shared::App;
+use crate::shared::Shared;
 use crate::stats::StatsTotals;
 
 use ColType::{Numeric as N, Text as S};
 
 use super::show::{Rows, s, table};
 
-fn stats_by_db(app: &App) -> BTreeMap<String, (StatsTotals, StatsTotals)> {
+fn stats_by_db(app: &Shared) -> BTreeMap<String, (StatsTotals, StatsTotals)> {
     let mut by_db: BTreeMap<String, (StatsTotals, StatsTotals)> = BTreeMap::new();
     for pool in app.pools.all() {
         let e = by_db.entry(pool.def.db_name.clone()).or_default();
@@ -40,7 +40,7 @@ fn counters(t: &StatsTotals) -> [u64; 12] {
     ]
 }
 
-pub fn stats(app: &App, buf: &mut BytesMut) {
+pub fn stats(app: &Shared, buf: &mut BytesMut) {
     let names = [
         "total_server_assignment_count",
         "total_xact_count",
@@ -84,7 +84,7 @@ pub fn stats(app: &App, buf: &mut BytesMut) {
 }
 
 /// SHOW STATS_TOTALS (`averages = false`) and SHOW STATS_AVERAGES.
-pub fn stats_totals_or_averages(app: &App, buf: &mut BytesMut, averages: bool) {
+pub fn stats_totals_or_averages(app: &Shared, buf: &mut BytesMut, averages: bool) {
     let (parse, sparse, bind) = if averages {
         (
             "avg_client_parse_count",
@@ -127,7 +127,7 @@ pub fn stats_totals_or_averages(app: &App, buf: &mut BytesMut, averages: bool) {
     table(buf, &cols, &rows);
 }
 
-pub fn totals(app: &App, buf: &mut BytesMut) {
+pub fn totals(app: &Shared, buf: &mut BytesMut) {
     let names = [
         "server_assignment_count",
         "xact_count",

@@ -19,6 +19,7 @@ use crate::client::link::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
 use crate::config::connstr::ADMIN_DB;
+use crate::metrics::LoginFailures;
 use crate::net::stream::ClientStream;
 use crate::pool::clients::{ClientAddrs, ClientEntry, NewClient};
 use crate::pool::{Pool, ServerGuard};
@@ -28,10 +29,15 @@ use crate::protocol::pooler_errors::{
     SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
 };
 use crate::server::params::{ParamSet, tracked_names};
-use crate::shared::App;
+use crate::shared::Shared;
 
 /// Serves one accepted connection to the end.
-pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {
+pub async fn serve(
+    app: Arc<Shared>,
+    login_failures: LoginFailures,
+    stream: ClientStream,
+    peer: String,
+) {
     let id = app.next_client_id();
     let span = tracing::info_span!("client", id, addr = %peer, db = tracing::field::Empty, user = tracing::field::Empty);
     async move {
@@ -47,13 +53,13 @@ pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {
         let mut stream = match negotiated {
             Negotiated::Ready(s) => s,
             Negotiated::Refused(mut s, e) => {
-                app.metrics.login_failures.record(&e);
+                login_failures.record(&e);
                 tracing::info!(error = %e.message, "pooler error");
                 send_error(&mut s, &e).await;
                 return;
             }
             Negotiated::Failed(reason) => {
-                app.metrics.login_failures.record(&protocol(reason.clone()));
+                login_failures.record(&protocol(reason.clone()));
                 tracing::info!(%reason, "closing before startup");
                 return;
             }
@@ -61,7 +67,7 @@ pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {
         if let Err(e) = serve_inner(&app, &mut stream, rbuf, tls.requires_tls(), id).await {
             // Every error that reaches here ended a login (or a KILL): after the welcome the
             // session handles its own errors.
-            app.metrics.login_failures.record(&e);
+            login_failures.record(&e);
             if app.config().settings.log_pooler_errors {
                 tracing::info!(error = %e.message, "pooler error");
             }
@@ -74,7 +80,7 @@ pub async fn serve(app: Arc<App>, stream: ClientStream, peer: String) {
 }
 
 async fn serve_inner(
-    app: &Arc<App>,
+    app: &Arc<Shared>,
     stream: &mut ClientStream,
     mut rbuf: BytesMut,
     tls_required: bool,
@@ -212,7 +218,7 @@ fn same_uid_over_unix(stream: &ClientStream) -> bool {
 
 /// Welcomes an admin console user and serves the console until it leaves or is killed.
 async fn admin_console(
-    app: &Arc<App>,
+    app: &Arc<Shared>,
     stream: &mut ClientStream,
     rbuf: BytesMut,
     req: &StartupRequest,
@@ -311,7 +317,7 @@ async fn negotiate_protocol(
 /// Sends AuthenticationOk, the pool's parameters (with the client's own tracked values),
 /// the client's BackendKeyData and ReadyForQuery, then forwards.
 async fn welcome_and_run(
-    app: &Arc<App>,
+    app: &Arc<Shared>,
     pool: Arc<Pool>,
     stream: &mut ClientStream,
     rbuf: BytesMut,

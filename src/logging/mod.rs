@@ -34,7 +34,7 @@ pub struct LogSetup<'a> {
 }
 
 /// The open `logfile`. Process-wide like the subscriber that writes to it, so that `reopen`
-/// can reach it from the reload path without threading a handle through `App`.
+/// can reach it from the reload path without threading a handle through `Shared`.
 static LOG_FILE: OnceLock<Arc<LogFile>> = OnceLock::new();
 
 struct LogFile {

@@ -9,7 +9,7 @@ use crate::config::DatabaseDef;
 use crate::metrics::family::{Families, Family};
 use crate::pool::Pool;
 use crate::pool::clients::{ClientEntry, ClientState};
-use crate::shared::App;
+use crate::shared::Shared;
 use crate::stats::StatsTotals;
 
 /// The admin console's virtual database (and its pool's user), listed by SHOW like any other.
@@ -58,7 +58,7 @@ pub fn pool_state_counts(pool: &Pool) -> PoolStateCounts {
 }
 
 /// Everything the exporter would have scraped, written into `out`.
-pub fn collect(app: &App, version: &str, out: &mut Families) {
+pub fn collect(app: &Shared, version: &str, out: &mut Families) {
     let config = app.config();
     let s = &config.settings;
     let pools = app.pools.all();
@@ -92,7 +92,7 @@ pub fn collect(app: &App, version: &str, out: &mut Families) {
     pool_gauges(&pools, &clients, out);
 }
 
-fn lists(app: &App, pools: &[Arc<Pool>], databases: usize, out: &mut Families) {
+fn lists(app: &Shared, pools: &[Arc<Pool>], databases: usize, out: &mut Families) {
     let users: std::collections::BTreeSet<&str> =
         pools.iter().map(|p| p.def.login_user.as_str()).collect();
     let servers: usize = pools
@@ -191,7 +191,7 @@ struct DbRow {
     disabled: f64,
 }
 
-fn db_row(app: &App, db: &DatabaseDef, pools: &[Arc<Pool>]) -> DbRow {
+fn db_row(app: &Shared, db: &DatabaseDef, pools: &[Arc<Pool>]) -> DbRow {
     let s = &app.config().settings;
     let current: usize = pools
         .iter()
@@ -222,7 +222,7 @@ fn db_row(app: &App, db: &DatabaseDef, pools: &[Arc<Pool>]) -> DbRow {
     }
 }
 
-fn databases(app: &App, pools: &[Arc<Pool>], out: &mut Families) {
+fn databases(app: &Shared, pools: &[Arc<Pool>], out: &mut Families) {
     let config = app.config();
     let mut rows: Vec<DbRow> = config
         .databases

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::shared::App;
+use crate::shared::Shared;
+use prometheus::Registry;
 
 /// Largest request head accepted; probes and scrapers send a few hundred bytes.
 const MAX_HEAD: usize = 8 * 1024;
@@ -44,11 +45,11 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Accepts forever; each connection gets one request and one response.
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
+pub async fn serve(listener: TcpListener, app: Arc<Shared>, registry: Registry) {
     loop {
         match listener.accept().await {
             Ok((sock, _)) => {
-                tokio::spawn(handle(sock, app.clone()));
+                tokio::spawn(handle(sock, app.clone(), registry.clone()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "metrics accept failed");
@@ -91,7 +92,7 @@ async fn read_head(sock: &mut TcpStream) -> Result<Vec<u8>, u16> {
     }
 }
 
-async fn handle(mut sock: TcpStream, app: Arc<App>) {
+async fn handle(mut sock: TcpStream, app: Arc<Shared>, registry: Registry) {
     let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut sock)).await {
         Ok(Ok(h)) => h,
         Ok(Err(0)) | Err(_) => return,
@@ -102,7 +103,7 @@ async fn handle(mut sock: TcpStream, app: Arc<App>) {
     let (response, head_only) = match parse_request_line(&head) {
         Err(status) => (Response::text(status, "bad request\n"), false),
         Ok((method, path)) if method == "GET" || method == "HEAD" => {
-            (super::route(&app, path).await, method == "HEAD")
+            (super::route(&app, &registry, path).await, method == "HEAD")
         }
         Ok(_) => (Response::text(405, "only GET and HEAD\n"), false),
     };

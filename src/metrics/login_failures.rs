@@ -2,9 +2,10 @@
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use crate::client::error::ClientError;
-use crate::protocol::pooler_errors as pe;
+use crate::protocol::pooler_errors::{self as pe, PoolerError};
 
+/// Cheap to clone (the counter is shared): each client task holds one.
+#[derive(Clone)]
 pub struct LoginFailures {
     counter: IntCounterVec,
 }
@@ -22,7 +23,7 @@ impl LoginFailures {
         Ok(LoginFailures { counter })
     }
 
-    pub fn record(&self, error: &ClientError) {
+    pub fn record(&self, error: &PoolerError) {
         self.counter
             .with_label_values(&[login_failure_reason(error)])
             .inc();
@@ -30,9 +31,9 @@ impl LoginFailures {
 }
 
 /// A short, stable label for why a login was refused.
-pub fn login_failure_reason(e: &ClientError) -> &'static str {
+pub fn login_failure_reason(e: &PoolerError) -> &'static str {
     let m = &*e.message;
-    let is = |c: &ClientError| *c.message == *m;
+    let is = |c: &PoolerError| *c.message == *m;
     if [
         &pe::PASSWORD_AUTH_FAILED,
         &pe::SASL_AUTH_FAILED,
@@ -89,7 +90,7 @@ mod tests {
         );
         assert_eq!(login_failure_reason(&pe::SSL_REQUIRED), "tls_required");
         assert_eq!(
-            login_failure_reason(&crate::client::error::protocol("client_login_timeout")),
+            login_failure_reason(&PoolerError::fatal_text("client_login_timeout".into())),
             "login_timeout"
         );
     }

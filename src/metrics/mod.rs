@@ -1,6 +1,6 @@
 //! Native Prometheus metrics and Kubernetes probes over HTTP at `metrics_addr`: `/metrics`
 //! (pgbouncer_exporter names plus krbouncer's own), `/healthz` and `/readyz`. The registry is
-//! owned by `App` (never the process-global default one).
+//! owned by `App` (never the process-global default one) and passed to what renders it.
 
 pub mod exporter;
 pub mod family;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use prometheus::{Encoder, Registry, TextEncoder};
 
-use crate::shared::App;
+use crate::shared::Shared;
 use family::Families;
 pub use http::Response;
 pub use login_failures::LoginFailures;
@@ -50,7 +50,7 @@ impl Default for Metrics {
 }
 
 /// Starts the HTTP endpoint when `metrics_addr` is set. Binding errors are startup errors.
-pub async fn start(app: &Arc<App>) -> anyhow::Result<()> {
+pub async fn start(app: &Arc<Shared>, registry: &Registry) -> anyhow::Result<()> {
     let addr = app.config().settings.metrics_addr.clone();
     if addr.is_empty() {
         return Ok(());
@@ -59,22 +59,22 @@ pub async fn start(app: &Arc<App>) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("could not listen on metrics_addr {addr}: {e}"))?;
     tracing::info!(metrics_addr = %addr, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(http::serve(listener, app.clone()));
+    tokio::spawn(http::serve(listener, app.clone(), registry.clone()));
     Ok(())
 }
 
 /// Ready = accepting clients: not shutting down. (A PAUSE from the admin console should also
 /// make this false; that state lives with the admin console.)
-pub fn is_ready(app: &App) -> bool {
+pub fn is_ready(app: &Shared) -> bool {
     !app.shutdown.is_stopping()
 }
 
-async fn route(app: &App, path: &str) -> Response {
+async fn route(app: &Shared, registry: &Registry, path: &str) -> Response {
     match path {
         "/metrics" => Response {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: render(app).await,
+            body: render(app, registry).await,
         },
         "/healthz" => Response::text(200, "ok\n"),
         "/readyz" if is_ready(app) => Response::text(200, "ready\n"),
@@ -84,13 +84,13 @@ async fn route(app: &App, path: &str) -> Response {
 }
 
 /// The whole `/metrics` page in Prometheus text format.
-pub async fn render(app: &App) -> Vec<u8> {
+pub async fn render(app: &Shared, registry: &Registry) -> Vec<u8> {
     let mut out = Families::default();
     exporter::collect(app, VERSION_STRING, &mut out);
     native::latency_histograms(app, &mut out);
     native::gss(app, &mut out).await;
     let mut families = out.0;
-    families.extend(app.metrics.registry.gather());
+    families.extend(registry.gather());
     let mut buf = Vec::with_capacity(16 * 1024);
     if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
         tracing::warn!(error = %e, "cannot encode metrics");

@@ -5,13 +5,13 @@
 use std::time::{Duration, SystemTime};
 
 use crate::metrics::family::{Families, Family};
-use crate::shared::App;
+use crate::shared::Shared;
 use crate::stats::{Histogram, PoolStats};
 
 /// How long a scrape may wait for the credential cache to answer.
 const TICKET_EXPIRY_DEADLINE: Duration = Duration::from_secs(2);
 
-pub fn latency_histograms(app: &App, out: &mut Families) {
+pub fn latency_histograms(app: &Shared, out: &mut Families) {
     let pools = app.pools.all();
     type Pick = fn(&PoolStats) -> &Histogram;
     let kinds: [(&str, &str, Pick); 4] = [
@@ -49,7 +49,7 @@ pub fn latency_histograms(app: &App, out: &mut Families) {
 }
 
 /// True when some database may log in or encrypt with GSSAPI.
-fn gss_in_use(app: &App) -> bool {
+fn gss_in_use(app: &Shared) -> bool {
     use crate::config::{GssAuthNegotiate, GssEncMode};
     let config = app.config();
     let s = &config.settings;
@@ -65,7 +65,7 @@ fn gss_in_use(app: &App) -> bool {
             .any(|d| uses(d.server_gssauth_negotiate, d.server_gssencmode))
 }
 
-pub async fn gss(app: &App, out: &mut Families) {
+pub async fn gss(app: &Shared, out: &mut Families) {
     if !gss_in_use(app) {
         return;
     }

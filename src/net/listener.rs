@@ -6,10 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::net::stream::ClientStream;
-use crate::shared::App;
+use crate::shutdown::ShutdownMode;
+
+/// Starts the task serving one accepted connection (its peer address as SHOW CLIENTS shows
+/// it). The listener knows nothing of what a client task does: the composition root says.
+pub type SpawnClient = Arc<dyn Fn(ClientStream, String) + Send + Sync>;
 
 /// Bound sockets, before serving. Binding first lets startup fail before anything runs.
 pub struct Listeners {
@@ -102,19 +107,20 @@ async fn bind_tcp(settings: &Settings, port: u16) -> Result<Vec<TcpListener>, Li
 }
 
 impl Listeners {
-    /// Accepts until shutdown starts, then removes the unix socket file.
-    pub async fn serve(self, app: Arc<App>) {
+    /// Accepts until shutdown starts (`stop` leaves `Running`), handing every connection to
+    /// `spawn`; then removes the unix socket file.
+    pub async fn serve(self, stop: watch::Receiver<ShutdownMode>, spawn: SpawnClient) {
         let mut tasks = Vec::new();
         for l in self.tcp {
-            let app = app.clone();
+            let spawn = spawn.clone();
+            let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                let mut stop = app.shutdown.subscribe();
                 loop {
                     tokio::select! {
                         r = l.accept() => match r {
                             Ok((s, peer)) => {
                                 let _ = s.set_nodelay(true);
-                                tokio::spawn(crate::client::serve(app.clone(), ClientStream::Tcp(s), peer.to_string()));
+                                spawn(ClientStream::Tcp(s), peer.to_string());
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "accept failed");
@@ -128,14 +134,14 @@ impl Listeners {
         }
         let socket_path = self.unix.as_ref().map(|(_, p)| p.clone());
         if let Some((l, _)) = self.unix {
-            let app = app.clone();
+            let spawn = spawn.clone();
+            let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                let mut stop = app.shutdown.subscribe();
                 loop {
                     tokio::select! {
                         r = l.accept() => match r {
                             Ok((s, _)) => {
-                                tokio::spawn(crate::client::serve(app.clone(), ClientStream::Unix(s), "unix".to_string()));
+                                spawn(ClientStream::Unix(s), "unix".to_string());
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "accept failed");
@@ -145,7 +151,7 @@ impl Listeners {
                         // as PgBouncer 1.25 (#1305): during shutdown the unix socket still
                         // accepts admin console logins (others get "server shutting down")
                         r = stop.changed() => if r.is_err()
-                            || app.shutdown.mode() == crate::shutdown::ShutdownMode::Immediate
+                            || *stop.borrow() == ShutdownMode::Immediate
                         {
                             return;
                         },

@@ -6,21 +6,28 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::pool::Pool;
-use crate::shared::App;
+use crate::pool::checkout::Upstream;
+use crate::pool::{Pool, PoolRegistry};
 
 const PERIOD: Duration = Duration::from_secs(1);
 
-/// Runs until the app shuts down.
-pub async fn run(app: Arc<App>) {
+/// What the janitor needs from the process: the pools, how to reach servers, when to stop.
+pub trait JanitorHandle: Send + Sync + 'static {
+    fn pools(&self) -> &PoolRegistry;
+    fn upstream(&self) -> Upstream<'_>;
+    fn stopping(&self) -> bool;
+}
+
+/// Runs until shutdown starts.
+pub async fn run<H: JanitorHandle>(app: Arc<H>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if app.shutdown.is_stopping() {
+        if app.stopping() {
             return;
         }
-        for pool in app.pools.all() {
+        for pool in app.pools().all() {
             sweep(&pool);
             // min_pool_size applies to forced-user pools and to pools that have clients
             if pool.def.min_pool_size > 0

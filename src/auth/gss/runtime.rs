@@ -40,7 +40,7 @@ impl GssPurpose {
     }
 }
 
-/// Shared by all server logins of a process (put it in `App`). Bounds how many GSSAPI calls
+/// Shared by all server logins of a process (put it in `Shared`). Bounds how many GSSAPI calls
 /// may be in flight on the blocking pool: a stalled KDC blocks a thread for up to ~30 s per
 /// call (MIT has no request timeout), and timed-out calls keep their thread until libkrb5
 /// gives up, so the bound also caps those stragglers.

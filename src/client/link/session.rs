@@ -27,7 +27,7 @@ use crate::protocol::pooler_errors::{
 };
 use crate::server::params::{ParamSet, sync_query};
 use crate::server::query::run_simple;
-use crate::shared::App;
+use crate::shared::Shared;
 
 /// How often a linked client's timeouts are re-evaluated when one is configured: a state
 /// change (a query starting, a transaction going idle) is noticed at most this late.
@@ -106,7 +106,7 @@ impl SessionLimits {
 
 /// A logged-in client, ready to forward.
 pub struct Session<'a> {
-    pub app: &'a Arc<App>,
+    pub app: &'a Arc<Shared>,
     pub pool: Arc<Pool>,
     pub stream: &'a mut ClientStream,
     /// Client bytes already read (after the startup packet and login) and not yet relayed.

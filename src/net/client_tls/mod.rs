@@ -22,7 +22,6 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::{AuthType, Settings, SslMode};
 use crate::net::server_tls::{load_certs, load_key};
-use crate::shared::App;
 
 /// What PostgreSQL 17 clients send as ALPN on direct TLS, and we require there.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
@@ -83,7 +82,8 @@ impl ClientTlsConfig {
     }
 }
 
-/// The swappable holder `App` keeps.
+/// The swappable holder the shared state keeps; reload calls `replace` (connected clients
+/// keep their sessions, new handshakes use the new certificate).
 pub struct ClientTls {
     current: RwLock<Arc<ClientTlsConfig>>,
 }
@@ -109,13 +109,6 @@ impl ClientTls {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = new;
         Ok(())
     }
-}
-
-/// Re-reads the TLS files named by the app's current config and swaps the acceptor: the reload
-/// path calls this after installing a new config. Connected clients are not affected.
-pub fn rebuild(app: &App) -> Result<(), String> {
-    let settings = ClientTlsSettings::from_settings(&app.config().settings);
-    app.client_tls.replace(&settings)
 }
 
 /// Builds the acceptor for `settings`; errors name the setting at fault.
