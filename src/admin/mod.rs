@@ -7,6 +7,7 @@ pub mod parse;
 pub mod show;
 mod show_conns;
 mod show_stats;
+mod table;
 
 use std::sync::Arc;
 
@@ -247,7 +248,7 @@ impl AdminSession<'_> {
 
     fn show(&mut self, what: &str, out: &mut BytesMut) -> Result<(), PoolerError> {
         if let Some((name, value)) = fake_param(what) {
-            show::table(
+            table::table(
                 out,
                 &[(name, crate::protocol::result_set::ColType::Text)],
                 &vec![vec![Some(value.to_string())]],
@@ -282,7 +283,7 @@ impl AdminSession<'_> {
             "stats_totals" => show::stats_totals_or_averages(app, out, false),
             "stats_averages" => show::stats_totals_or_averages(app, out, true),
             "users" => show::users(app, out),
-            "version" => show::table(
+            "version" => table::table(
                 out,
                 &[("version", crate::protocol::result_set::ColType::Text)],
                 &vec![vec![Some(show::VERSION_TEXT.to_string())]],

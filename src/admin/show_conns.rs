@@ -10,7 +10,7 @@ use crate::shared::Shared;
 
 use ColType::{Int4 as I, Text as S, Time as T};
 
-use super::show::{Rows, format_time_us, s, table};
+use super::table::{Rows, format_time_us, s, table};
 
 const SOCKET_COLS: [(&str, ColType); 21] = [
     ("type", S),

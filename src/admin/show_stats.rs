@@ -11,7 +11,7 @@ use crate::stats::StatsTotals;
 
 use ColType::{Numeric as N, Text as S};
 
-use super::show::{Rows, s, table};
+use super::table::{Rows, s, table};
 
 fn stats_by_db(app: &Shared) -> BTreeMap<String, (StatsTotals, StatsTotals)> {
     let mut by_db: BTreeMap<String, (StatsTotals, StatsTotals)> = BTreeMap::new();

@@ -12,41 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::net::stream::ClientStream;
 use crate::pool::Pool;
 use crate::pool::state::now_us;
+pub use crate::pool::state::{CLIENT_STATES, ClientState};
 use crate::protocol::pooler_errors::PoolerError;
-
-/// A client's state (PgBouncer's `CL_*` lists).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ClientState {
-    /// Logged in; shown as `idle` while no server is linked.
-    Active = 0,
-    /// Waiting for a server.
-    Waiting = 1,
-    ActiveCancelReq = 2,
-    WaitingCancelReq = 3,
-}
-
-pub const CLIENT_STATES: usize = 4;
-
-impl ClientState {
-    fn from_u8(v: u8) -> ClientState {
-        match v {
-            0 => ClientState::Active,
-            1 => ClientState::Waiting,
-            2 => ClientState::ActiveCancelReq,
-            _ => ClientState::WaitingCancelReq,
-        }
-    }
-
-    pub fn show_name(self) -> &'static str {
-        match self {
-            ClientState::Active => "active",
-            ClientState::Waiting => "waiting",
-            ClientState::ActiveCancelReq => "active_cancel_req",
-            ClientState::WaitingCancelReq => "waiting_cancel_req",
-        }
-    }
-}
 
 /// Where a client connected from and to.
 #[derive(Clone, Debug, Default)]

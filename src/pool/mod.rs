@@ -23,6 +23,7 @@ pub use checkout::{CheckoutError, ServerGuard};
 pub use def::PoolDef;
 pub use pooled::Pooled;
 pub use registry::PoolRegistry;
+use state::lock;
 pub use state::{DbControl, ServerEntry, ServerSet, ServerState};
 
 /// Semaphore size standing for "unlimited" (`pool_size = 0`).
@@ -51,8 +52,8 @@ pub struct Pool {
     pub stats: crate::stats::PoolStats,
     /// Every server of this pool by state (SHOW SERVERS, SHOW POOLS).
     pub servers: Arc<ServerSet>,
-    /// Clients of this pool by state (SHOW POOLS), kept by `client::registry`.
-    pub client_states: state::StateCounts<{ crate::pool::clients::CLIENT_STATES }>,
+    /// Clients of this pool by state (SHOW POOLS), kept by `pool::clients`.
+    pub client_states: state::StateCounts<{ state::CLIENT_STATES }>,
     /// PAUSE / DISABLE of this pool's database.
     pub db: Arc<DbControl>,
     /// Process-wide PAUSE (PAUSE without a database, SIGUSR1).
@@ -218,10 +219,4 @@ impl Pool {
         let n = self.def.addresses.len().max(1);
         self.next_address.fetch_add(1, Ordering::Relaxed) % n
     }
-}
-
-/// Locks a std mutex; a poisoned lock still holds consistent data here because every critical
-/// section is a single push/pop/assign.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,4 +1,4 @@
-//! Server connection states as PgBouncer names them (`sv_*`), the per-pool counts kept by
+//! Server and client connection states as PgBouncer names them (`sv_*`, `cl_*`), the per-pool counts kept by
 //! state transitions, the per-server entries behind `SHOW SERVERS`, and the per-database
 //! controls (PAUSE, DISABLE) that admin commands and signals flip.
 
@@ -9,7 +9,11 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
-use crate::pool::lock;
+/// Locks a std mutex; a poisoned lock still holds consistent data here because every critical
+/// section is a single push/pop/assign.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A server connection's state (PgBouncer's `SV_*` lists).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +59,40 @@ impl ServerState {
             ServerState::ActiveCancel => "active_cancel",
             ServerState::BeingCanceled => "being_canceled",
             ServerState::Used => "used",
+        }
+    }
+}
+
+/// A client's state (PgBouncer's `CL_*` lists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Logged in; shown as `idle` while no server is linked.
+    Active = 0,
+    /// Waiting for a server.
+    Waiting = 1,
+    ActiveCancelReq = 2,
+    WaitingCancelReq = 3,
+}
+
+pub const CLIENT_STATES: usize = 4;
+
+impl ClientState {
+    pub(crate) fn from_u8(v: u8) -> ClientState {
+        match v {
+            0 => ClientState::Active,
+            1 => ClientState::Waiting,
+            2 => ClientState::ActiveCancelReq,
+            _ => ClientState::WaitingCancelReq,
+        }
+    }
+
+    pub fn show_name(self) -> &'static str {
+        match self {
+            ClientState::Active => "active",
+            ClientState::Waiting => "waiting",
+            ClientState::ActiveCancelReq => "active_cancel_req",
+            ClientState::WaitingCancelReq => "waiting_cancel_req",
         }
     }
 }
