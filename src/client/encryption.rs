@@ -10,7 +10,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::client::error::ClientError;
 use crate::net::client_tls::{ALPN_POSTGRESQL, ClientTlsConfig};
 use crate::net::stream::ClientStream;
-use crate::protocol::pooler_errors::{UNENCRYPTED_AFTER_GSSENC, UNENCRYPTED_AFTER_SSL};
+use crate::protocol::pooler_errors::{
+    CLIENT_UNEXPECTED_EOF, UNENCRYPTED_AFTER_GSSENC, UNENCRYPTED_AFTER_SSL, tls_handshake_failed,
+};
 use crate::protocol::startup::{GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, is_direct_tls};
 
 /// How the pre-startup exchange ended.
@@ -19,8 +21,9 @@ pub enum Negotiated {
     Ready(ClientStream),
     /// Refuse the client with this error (sent in the clear).
     Refused(ClientStream, ClientError),
-    /// The handshake failed or the peer left: nothing can be sent; the reason is for the log.
-    Failed(String),
+    /// The handshake failed or the peer left: nothing can be sent; the reason is for the log
+    /// and the metrics.
+    Failed(ClientError),
 }
 
 /// Runs the exchange on a fresh connection. Unix sockets pass through untouched (their
@@ -38,7 +41,9 @@ pub async fn negotiate(
         Ok(1) if is_direct_tls(first[0]) => {
             return match &tls.acceptor {
                 Some(acceptor) => handshake(acceptor, tcp, true).await,
-                None => Negotiated::Failed("direct TLS while client_tls_sslmode = disable".into()),
+                None => Negotiated::Failed(tls_handshake_failed(
+                    "direct TLS while client_tls_sslmode = disable".into(),
+                )),
             };
         }
         Ok(_) => {}
@@ -74,7 +79,7 @@ pub async fn negotiate(
         };
         let answer: &[u8] = if accept.is_some() { b"S" } else { b"N" };
         if tcp.write_all(answer).await.is_err() {
-            return Negotiated::Failed("client unexpected eof".into());
+            return Negotiated::Failed(CLIENT_UNEXPECTED_EOF);
         }
         if let Some(acceptor) = accept {
             return handshake(acceptor, tcp, false).await;
@@ -87,10 +92,12 @@ async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream, direct: bool) -> Nego
         Ok(s) => {
             // PostgreSQL 17's rule for direct TLS: the client must have chosen our protocol.
             if direct && s.get_ref().1.alpn_protocol() != Some(ALPN_POSTGRESQL) {
-                return Negotiated::Failed("direct TLS without ALPN \"postgresql\"".into());
+                return Negotiated::Failed(tls_handshake_failed(
+                    "direct TLS without ALPN \"postgresql\"".into(),
+                ));
             }
             Negotiated::Ready(ClientStream::Tls(Box::new(s)))
         }
-        Err(e) => Negotiated::Failed(format!("TLS handshake failed: {e}")),
+        Err(e) => Negotiated::Failed(tls_handshake_failed(format!("TLS handshake failed: {e}"))),
     }
 }

@@ -20,6 +20,7 @@ pub fn fatal_with(sqlstate: &'static str, message: impl Into<String>) -> ClientE
         sqlstate: sqlstate.into(),
         fatal: true,
         message: message.into().into(),
+        kind: crate::protocol::pooler_errors::ErrorKind::Protocol,
     }
 }
 

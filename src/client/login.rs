@@ -12,8 +12,8 @@ use crate::client::error::{ClientError, fatal_with, protocol};
 use crate::config::AuthType;
 use crate::net::read_message::{read_message_limited, write_flush};
 use crate::protocol::pooler_errors::{
-    EMPTY_PASSWORD, INVALID_SASL_MECHANISM, PASSWORD_AUTH_FAILED, SASL_AUTH_FAILED,
-    TRUST_AUTH_FAILED,
+    CLIENT_UNEXPECTED_EOF, EMPTY_PASSWORD, INVALID_SASL_MECHANISM, PASSWORD_AUTH_FAILED,
+    SASL_AUTH_FAILED, TRUST_AUTH_FAILED,
 };
 use crate::protocol::{backend, frontend};
 use crate::server::login::ScramKeys;
@@ -138,7 +138,7 @@ async fn read_auth_message<S: AsyncRead + Unpin>(
 }
 
 fn eof() -> ClientError {
-    protocol("client unexpected eof")
+    CLIENT_UNEXPECTED_EOF
 }
 
 /// A SCRAM verifier for a plaintext users.txt password, as PgBouncer makes "ad hoc".

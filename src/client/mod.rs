@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::admin::{AdminSession, access_for};
 use crate::client::encryption::Negotiated;
-use crate::client::error::{ClientError, protocol, send_error};
+use crate::client::error::{ClientError, send_error};
 use crate::client::link::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
 use crate::config::AuthType;
@@ -25,8 +25,9 @@ use crate::pool::clients::{ClientAddrs, ClientEntry, NewClient};
 use crate::pool::{Pool, ServerGuard};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
-    ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, MAX_CLIENT_CONN,
-    SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
+    ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, CLIENT_UNEXPECTED_EOF,
+    LOGIN_TIMEOUT, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled,
+    no_such_database,
 };
 use crate::server::params::{ParamSet, tracked_names};
 use crate::shared::Shared;
@@ -49,7 +50,7 @@ pub async fn serve(
             encryption::negotiate(stream, &mut rbuf, &tls),
         )
         .await
-        .unwrap_or_else(|_| Negotiated::Failed("client_login_timeout".into()));
+        .unwrap_or(Negotiated::Failed(LOGIN_TIMEOUT));
         let mut stream = match negotiated {
             Negotiated::Ready(s) => s,
             Negotiated::Refused(mut s, e) => {
@@ -59,8 +60,8 @@ pub async fn serve(
                 return;
             }
             Negotiated::Failed(reason) => {
-                login_failures.record(&protocol(reason.clone()));
-                tracing::info!(%reason, "closing before startup");
+                login_failures.record(&reason);
+                tracing::info!(reason = %reason.message, "closing before startup");
                 return;
             }
         };
@@ -99,7 +100,7 @@ async fn serve_inner(
         ),
     )
     .await
-    .map_err(|_| protocol("client_login_timeout"))??;
+    .map_err(|_| LOGIN_TIMEOUT)??;
     let req = match first {
         FirstPacket::Cancel { pid, key } => {
             app.cancels
@@ -145,7 +146,7 @@ async fn serve_inner(
             ),
         )
         .await
-        .map_err(|_| protocol("client_login_timeout"))??
+        .map_err(|_| LOGIN_TIMEOUT)??
     };
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
@@ -284,7 +285,7 @@ async fn finish_welcome(
     stream
         .write_all(&out)
         .await
-        .map_err(|_| protocol("client unexpected eof"))
+        .map_err(|_| CLIENT_UNEXPECTED_EOF)
 }
 
 fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {
@@ -311,7 +312,7 @@ async fn negotiate_protocol(
     stream
         .write_all(&out)
         .await
-        .map_err(|_| protocol("client unexpected eof"))
+        .map_err(|_| CLIENT_UNEXPECTED_EOF)
 }
 
 /// Sends AuthenticationOk, the pool's parameters (with the client's own tracked values),

@@ -6,8 +6,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client::error::{ClientError, protocol};
 use crate::protocol::pooler_errors::{
-    NO_USERNAME, UNENCRYPTED_AFTER_GSSENC, UNENCRYPTED_AFTER_SSL, UNSUPPORTED_OPTIONS_FORMAT,
-    unsupported_startup_parameter, unsupported_startup_parameter_in_options,
+    CLIENT_UNEXPECTED_EOF, NO_USERNAME, UNENCRYPTED_AFTER_GSSENC, UNENCRYPTED_AFTER_SSL,
+    UNSUPPORTED_OPTIONS_FORMAT, unsupported_startup_parameter,
+    unsupported_startup_parameter_in_options,
 };
 use crate::protocol::startup::{StartupPacket, parse_startup};
 use crate::server::params::{ParamSet, is_tracked};
@@ -53,7 +54,7 @@ pub async fn read_first_packet<S: AsyncRead + AsyncWrite + Unpin>(
             match stream.read_buf(rbuf).await {
                 // a probe that connects and leaves without a word is not an error worth a log
                 Ok(0) | Err(_) if rbuf.is_empty() => return Ok(FirstPacket::Gone),
-                Ok(0) | Err(_) => return Err(protocol("client unexpected eof")),
+                Ok(0) | Err(_) => return Err(CLIENT_UNEXPECTED_EOF),
                 Ok(_) => {}
             }
         };
@@ -70,7 +71,7 @@ pub async fn read_first_packet<S: AsyncRead + AsyncWrite + Unpin>(
                 stream
                     .write_all(b"N")
                     .await
-                    .map_err(|_| protocol("client unexpected eof"))?;
+                    .map_err(|_| CLIENT_UNEXPECTED_EOF)?;
             }
             StartupPacket::CancelRequest { pid, key } => {
                 return Ok(FirstPacket::Cancel {

@@ -2,7 +2,7 @@
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use crate::protocol::pooler_errors::{self as pe, PoolerError};
+use crate::protocol::pooler_errors::PoolerError;
 
 /// Cheap to clone (the counter is shared): each client task holds one.
 #[derive(Clone)]
@@ -30,49 +30,15 @@ impl LoginFailures {
     }
 }
 
-/// A short, stable label for why a login was refused.
+/// A short, stable label for why a login was refused: the error's kind.
 pub fn login_failure_reason(e: &PoolerError) -> &'static str {
-    let m = &*e.message;
-    let is = |c: &PoolerError| *c.message == *m;
-    if [
-        &pe::PASSWORD_AUTH_FAILED,
-        &pe::SASL_AUTH_FAILED,
-        &pe::TRUST_AUTH_FAILED,
-        &pe::EMPTY_PASSWORD,
-        &pe::INVALID_SASL_MECHANISM,
-        &pe::NO_SUCH_USER,
-        &pe::CERT_AUTH_FAILED,
-    ]
-    .into_iter()
-    .any(is)
-    {
-        "auth_failed"
-    } else if m.starts_with("no such database") {
-        "no_such_database"
-    } else if is(&pe::MAX_CLIENT_CONN) {
-        "max_client_conn"
-    } else if is(&pe::SERVER_SHUTTING_DOWN) {
-        "shutting_down"
-    } else if is(&pe::SSL_REQUIRED) {
-        "tls_required"
-    } else if m == "client_login_timeout" {
-        "login_timeout"
-    } else if is(&pe::QUERY_WAIT_TIMEOUT) {
-        "query_wait_timeout"
-    } else if m.starts_with("TLS handshake failed") || m.starts_with("direct TLS") {
-        "tls_handshake"
-    } else if m == "client unexpected eof" {
-        "client_gone"
-    } else if m.contains("server login") || m.contains("connect failed") || m.contains("server") {
-        "server_login_failed"
-    } else {
-        "protocol"
-    }
+    e.kind.label()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::pooler_errors as pe;
 
     #[test]
     fn reasons_are_stable() {
@@ -90,8 +56,16 @@ mod tests {
         );
         assert_eq!(login_failure_reason(&pe::SSL_REQUIRED), "tls_required");
         assert_eq!(
-            login_failure_reason(&PoolerError::fatal_text("client_login_timeout".into())),
-            "login_timeout"
+            login_failure_reason(&pe::CLIENT_UNEXPECTED_EOF),
+            "client_gone"
         );
+        // a server's own text never decides the label
+        let server = pe::server_login_failed("28P01", "password authentication failed").unwrap();
+        assert_eq!(login_failure_reason(&server), "server_login_failed");
+        assert_eq!(
+            login_failure_reason(&pe::bad_packet_header(b"server")),
+            "protocol"
+        );
+        assert_eq!(login_failure_reason(&pe::LOGIN_TIMEOUT), "login_timeout");
     }
 }

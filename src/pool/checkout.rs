@@ -11,7 +11,7 @@ use crate::auth::gss::GssRuntime;
 use crate::config::PoolMode;
 use crate::net::stream::IdleHealth;
 use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
-use crate::protocol::pooler_errors::PoolerError;
+use crate::protocol::pooler_errors::{ErrorKind, PoolerError};
 use crate::server::conn::ServerConn;
 use crate::server::connect::ConnectError;
 use crate::server::connect::{ConnectSpec, connect};
@@ -391,8 +391,10 @@ fn client_facing(e: &ConnectError) -> PoolerError {
             sqlstate: fields.code.clone().into(),
             fatal: true,
             message: fields.message.clone().into(),
+            kind: ErrorKind::ServerLoginFailed,
         },
-        other => PoolerError::fatal_text(format!("server login failed: {other}")),
+        other => PoolerError::fatal_text(format!("server login failed: {other}"))
+            .with_kind(ErrorKind::ServerLoginFailed),
     }
 }
 

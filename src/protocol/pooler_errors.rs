@@ -33,6 +33,53 @@ pub const DISCONNECT_REASON_MAX: usize = 127;
 /// PgBouncer formats `admin_error` texts into `char str[1024]`.
 pub const ADMIN_ERROR_MAX: usize = 1023;
 
+/// Why an error happened, for logs and metrics: never derived from the message text, which
+/// is PgBouncer's and may carry a server's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The client's password, SCRAM proof, certificate or user name was refused.
+    AuthFailed,
+    /// The database is not in `[databases]` (and there is no `*` entry).
+    NoSuchDatabase,
+    /// `max_client_conn` reached.
+    MaxClientConn,
+    /// The pooler is shutting down.
+    ShuttingDown,
+    /// `client_tls_sslmode` requires TLS and the client did not ask for it.
+    TlsRequired,
+    /// The client's TLS handshake failed (or direct TLS was not acceptable).
+    TlsHandshake,
+    /// `client_login_timeout` passed during login.
+    LoginTimeout,
+    /// `query_wait_timeout` passed while waiting for a server.
+    PoolTimeout,
+    /// Logging in to a server failed (connect, TLS, GSSAPI, auth, or the server's own error).
+    ServerLoginFailed,
+    /// The client went away before the exchange finished.
+    ClientGone,
+    /// Anything else: a protocol violation or another refusal from PgBouncer's catalogue.
+    Protocol,
+}
+
+impl ErrorKind {
+    /// The `reason` label of `krbouncer_client_login_failures_total`; stable.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::AuthFailed => "auth_failed",
+            ErrorKind::NoSuchDatabase => "no_such_database",
+            ErrorKind::MaxClientConn => "max_client_conn",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::TlsRequired => "tls_required",
+            ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::LoginTimeout => "login_timeout",
+            ErrorKind::PoolTimeout => "query_wait_timeout",
+            ErrorKind::ServerLoginFailed => "server_login_failed",
+            ErrorKind::ClientGone => "client_gone",
+            ErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
 /// One pooler error as PgBouncer would send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolerError {
@@ -40,6 +87,8 @@ pub struct PoolerError {
     /// FATAL + close the connection, or ERROR + ReadyForQuery (admin console).
     pub fatal: bool,
     pub message: Cow<'static, str>,
+    /// Why, for logs and metrics (not sent).
+    pub kind: ErrorKind,
 }
 
 impl PoolerError {
@@ -49,7 +98,14 @@ impl PoolerError {
             sqlstate: Cow::Borrowed(PROTOCOL_VIOLATION),
             fatal: true,
             message: Cow::Borrowed(message),
+            kind: ErrorKind::Protocol,
         }
+    }
+
+    /// The same error with another kind.
+    pub const fn with_kind(mut self, kind: ErrorKind) -> PoolerError {
+        self.kind = kind;
+        self
     }
 
     /// A FATAL 08P01 error with a formatted text, cut to 127 bytes like PgBouncer.
@@ -58,6 +114,7 @@ impl PoolerError {
             sqlstate: Cow::Borrowed(PROTOCOL_VIOLATION),
             fatal: true,
             message: Cow::Owned(truncate(message, DISCONNECT_REASON_MAX)),
+            kind: ErrorKind::Protocol,
         }
     }
 
@@ -67,6 +124,7 @@ impl PoolerError {
             sqlstate: Cow::Borrowed(PROTOCOL_VIOLATION),
             fatal: false,
             message: Cow::Owned(truncate(message, ADMIN_ERROR_MAX)),
+            kind: ErrorKind::Protocol,
         }
     }
 
@@ -115,15 +173,28 @@ fn truncate(mut s: String, max: usize) -> String {
 
 // ---- startup and login (src/client.c) -------------------------------------------------------
 
+/// The client closed its socket (or a read failed) in the middle of an exchange.
+pub const CLIENT_UNEXPECTED_EOF: PoolerError =
+    PoolerError::fatal("client unexpected eof").with_kind(ErrorKind::ClientGone);
+/// `client_login_timeout` passed before the client finished logging in.
+pub const LOGIN_TIMEOUT: PoolerError =
+    PoolerError::fatal("client_login_timeout").with_kind(ErrorKind::LoginTimeout);
+/// A client's TLS handshake failed, or direct TLS was not acceptable (the reason follows).
+pub fn tls_handshake_failed(reason: String) -> PoolerError {
+    PoolerError::fatal_text(reason).with_kind(ErrorKind::TlsHandshake)
+}
+
 /// `decide_startup_pool`: more active clients than `max_client_conn` (admin db exempt).
 pub const MAX_CLIENT_CONN: PoolerError =
-    PoolerError::fatal("no more connections allowed (max_client_conn)");
+    PoolerError::fatal("no more connections allowed (max_client_conn)")
+        .with_kind(ErrorKind::MaxClientConn);
 /// `decide_startup_pool`: no `user` startup parameter.
 pub const NO_USERNAME: PoolerError = PoolerError::fatal("no username supplied");
 /// `handle_client_startup`: protocol 2 startup packet.
 pub const OLD_V2_PROTOCOL: PoolerError = PoolerError::fatal("old V2 protocol not supported");
 /// `handle_client_startup`: `client_tls_sslmode` >= require and a plain TCP startup.
-pub const SSL_REQUIRED: PoolerError = PoolerError::fatal("SSL required");
+pub const SSL_REQUIRED: PoolerError =
+    PoolerError::fatal("SSL required").with_kind(ErrorKind::TlsRequired);
 /// `handle_client_startup`: a second StartupMessage.
 pub const CLIENT_RESENT_STARTUP: PoolerError = PoolerError::fatal("client re-sent startup pkt");
 /// `handle_client_startup`: a 'p' message before the StartupMessage.
@@ -143,20 +214,27 @@ pub const PASSWORD_TOO_LONG: PoolerError = PoolerError::fatal("password too long
 /// `auth_dbname`, PAM with auth_user; also `unlink_server` for a client still logging in.
 pub const BOUNCER_CONFIG_ERROR: PoolerError = PoolerError::fatal("bouncer config error");
 /// `finish_set_pool`: auth_type=trust and the user is unknown (mock auth).
-pub const TRUST_AUTH_FAILED: PoolerError = PoolerError::fatal("\"trust\" authentication failed");
+pub const TRUST_AUTH_FAILED: PoolerError =
+    PoolerError::fatal("\"trust\" authentication failed").with_kind(ErrorKind::AuthFailed);
 /// `handle_client_startup`: wrong cleartext/md5 password, or unknown user (mock auth).
-pub const PASSWORD_AUTH_FAILED: PoolerError = PoolerError::fatal("password authentication failed");
+pub const PASSWORD_AUTH_FAILED: PoolerError =
+    PoolerError::fatal("password authentication failed").with_kind(ErrorKind::AuthFailed);
 /// `handle_client_startup`: any SCRAM failure (bad proof, malformed message, unknown user).
-pub const SASL_AUTH_FAILED: PoolerError = PoolerError::fatal("SASL authentication failed");
+pub const SASL_AUTH_FAILED: PoolerError =
+    PoolerError::fatal("SASL authentication failed").with_kind(ErrorKind::AuthFailed);
 /// `handle_client_startup`: SASLInitialResponse names another mechanism.
 pub const INVALID_SASL_MECHANISM: PoolerError =
-    PoolerError::fatal("client selected an invalid SASL authentication mechanism");
+    PoolerError::fatal("client selected an invalid SASL authentication mechanism")
+        .with_kind(ErrorKind::AuthFailed);
 /// `handle_client_startup`: empty PasswordMessage (as PostgreSQL's `recv_password_packet`).
-pub const EMPTY_PASSWORD: PoolerError = PoolerError::fatal("empty password returned by client");
+pub const EMPTY_PASSWORD: PoolerError =
+    PoolerError::fatal("empty password returned by client").with_kind(ErrorKind::AuthFailed);
 /// `handle_auth_query_response`: auth_query returned no row.
-pub const NO_SUCH_USER: PoolerError = PoolerError::fatal("no such user");
+pub const NO_SUCH_USER: PoolerError =
+    PoolerError::fatal("no such user").with_kind(ErrorKind::AuthFailed);
 /// `login_via_cert`: no TLS, no client cert, or name mismatch.
-pub const CERT_AUTH_FAILED: PoolerError = PoolerError::fatal("certificate authentication failed");
+pub const CERT_AUTH_FAILED: PoolerError =
+    PoolerError::fatal("certificate authentication failed").with_kind(ErrorKind::AuthFailed);
 /// `login_as_unix_peer`.
 pub const UNIX_PEER_REJECTED: PoolerError = PoolerError::fatal("unix socket login rejected");
 /// `finish_set_pool`: hba method `reject` or unknown.
@@ -215,6 +293,7 @@ pub fn auth_database_disabled(auth_dbname: &str) -> PoolerError {
 /// Sent after authentication (mock auth for fake databases), so it does not leak early.
 pub fn no_such_database(dbname: &str) -> PoolerError {
     PoolerError::fatal_text(format!("no such database: {dbname}"))
+        .with_kind(ErrorKind::NoSuchDatabase)
 }
 
 /// `finish_client_login`: the database was DISABLEd from the admin console.
@@ -228,22 +307,25 @@ pub fn server_login_retry(cached_error: &str) -> PoolerError {
     PoolerError::fatal_text(format!(
         "server login has been failing, cached error: {cached_error} (server_login_retry)"
     ))
+    .with_kind(ErrorKind::ServerLoginFailed)
 }
 
 /// `pause_client` / janitor during SHUTDOWN WAIT_FOR_SERVERS (SIGINT).
-pub const SERVER_SHUTTING_DOWN: PoolerError = PoolerError::fatal("server shutting down");
+pub const SERVER_SHUTTING_DOWN: PoolerError =
+    PoolerError::fatal("server shutting down").with_kind(ErrorKind::ShuttingDown);
 
 // ---- timeouts (src/janitor.c) ------------------------------------------------------------------
 
 /// Waiting longer than `query_wait_timeout` for a server.
-pub const QUERY_WAIT_TIMEOUT: PoolerError = PoolerError::fatal("query_wait_timeout");
+pub const QUERY_WAIT_TIMEOUT: PoolerError =
+    PoolerError::fatal("query_wait_timeout").with_kind(ErrorKind::PoolTimeout);
 /// A waiting client older than `query_timeout` (client side of the timeout).
 pub const QUERY_TIMEOUT_WAITING: PoolerError = PoolerError::fatal("query_timeout");
 /// Idle logged-in client beyond `client_idle_timeout`.
 pub const CLIENT_IDLE_TIMEOUT: PoolerError = PoolerError::fatal("client_idle_timeout");
 /// A client waiting for the pool's first server login beyond `client_login_timeout`.
 pub const CLIENT_LOGIN_TIMEOUT: PoolerError =
-    PoolerError::fatal("client_login_timeout (server down)");
+    PoolerError::fatal("client_login_timeout (server down)").with_kind(ErrorKind::LoginTimeout);
 /// Server disconnected by `query_timeout`; the linked client receives this text.
 pub const QUERY_TIMEOUT: PoolerError = PoolerError::fatal("query timeout");
 /// Server disconnected by `idle_transaction_timeout`; the linked client receives this text.
@@ -290,6 +372,7 @@ pub fn server_login_failed(
         sqlstate: Cow::Owned(server_sqlstate.to_string()),
         fatal: true,
         message: Cow::Owned(truncate(server_message.to_string(), DISCONNECT_REASON_MAX)),
+        kind: ErrorKind::ServerLoginFailed,
     })
 }
 
@@ -334,6 +417,7 @@ pub fn admin_reload_failed() -> PoolerError {
         sqlstate: Cow::Borrowed("F0000"),
         fatal: false,
         message: Cow::Borrowed("RELOAD failed, see logs for additional details"),
+        kind: ErrorKind::Protocol,
     }
 }
 /// `admin_handle_client`: Parse/Bind/Execute on the admin console (then disconnect).

@@ -21,7 +21,7 @@ use crate::net::stream::ClientStream;
 use crate::pool::cancel::{CancelShow, CancelSlot};
 use crate::pool::{CheckoutError, Pool, ServerGuard};
 use crate::protocol::pooler_errors::{
-    CLIENT_IDLE_TIMEOUT, DATABASE_CONFIG_CHANGED, IDLE_TRANSACTION_TIMEOUT,
+    CLIENT_IDLE_TIMEOUT, CLIENT_UNEXPECTED_EOF, DATABASE_CONFIG_CHANGED, IDLE_TRANSACTION_TIMEOUT,
     INVALID_SERVER_PARAMETER, QUERY_TIMEOUT, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED,
     SERVER_SHUTTING_DOWN, TRANSACTION_TIMEOUT, server_login_retry,
 };
@@ -268,7 +268,7 @@ impl Session<'_> {
             self.stream
                 .write_all(&out)
                 .await
-                .map_err(|_| protocol("client unexpected eof"))?;
+                .map_err(|_| CLIENT_UNEXPECTED_EOF)?;
         }
         result?;
         Ok(self.rbuf.is_empty())
