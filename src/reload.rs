@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::net::client_tls::ClientTlsSettings;
+use crate::net::client_tls::{ClientTlsError, ClientTlsSettings};
 use crate::pool::PoolDef;
 use crate::shared::Shared;
 
@@ -65,7 +65,7 @@ pub async fn reload(app: &Arc<Shared>) -> Result<(), ReloadError> {
 /// Re-reads the client TLS files named by the current config and swaps the acceptor (connected
 /// clients keep their sessions; new handshakes use the new certificate). On error the old
 /// acceptor stays.
-pub fn rebuild_client_tls(app: &Shared) -> Result<(), String> {
+pub fn rebuild_client_tls(app: &Shared) -> Result<(), ClientTlsError> {
     app.client_tls
         .replace(&ClientTlsSettings::from_settings(&app.config().settings))
 }

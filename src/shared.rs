@@ -47,7 +47,7 @@ pub enum SetupError {
     #[error("server TLS setup: {0}")]
     Tls(#[source] crate::net::server_tls::TlsSetupError),
     #[error("client TLS setup: {0}")]
-    ClientTls(String),
+    ClientTls(#[source] crate::net::client_tls::ClientTlsError),
 }
 
 impl Shared {

@@ -20,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
+use crate::protocol::ProtocolError;
 use crate::protocol::framing::peek_header;
 
 /// Smallest free space kept in a read buffer before reading; also its first allocation.
@@ -89,24 +90,32 @@ pub struct Pump {
 }
 
 /// Why the relay ended.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RelayEnd {
     /// The client side's watcher stopped the relay (e.g. Terminate), everything flushed.
+    #[error("client side stopped")]
     ClientStop,
     /// The server side's watcher stopped the relay, everything flushed.
+    #[error("server side stopped")]
     ServerStop,
     /// The client closed its socket.
+    #[error("client closed the connection")]
     ClientEof,
     /// The server closed its socket.
+    #[error("server closed the connection")]
     ServerEof,
     /// Reading or writing the client failed.
-    ClientError(io::Error),
+    #[error("client connection error")]
+    ClientError(#[source] io::Error),
     /// Reading or writing the server failed.
-    ServerError(io::Error),
+    #[error("server connection error")]
+    ServerError(#[source] io::Error),
     /// The client sent a malformed or oversized message.
-    ClientProtocol(String),
+    #[error("bad message from the client")]
+    ClientProtocol(#[source] ProtocolError),
     /// The server sent a malformed or oversized message.
-    ServerProtocol(String),
+    #[error("bad message from the server")]
+    ServerProtocol(#[source] ProtocolError),
 }
 
 enum Side {
@@ -118,7 +127,7 @@ enum StepEnd {
     Eof,
     Stop,
     Io(Side, io::Error),
-    Protocol(String),
+    Protocol(ProtocolError),
 }
 
 impl Pump {
@@ -162,7 +171,7 @@ impl Pump {
     }
 
     /// Cuts the buffered input into forwardable runs, consulting the watcher.
-    fn scan<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), String> {
+    fn scan<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), ProtocolError> {
         let mut run = 0usize;
         loop {
             let avail = &self.rbuf[run..];
@@ -178,7 +187,7 @@ impl Pump {
             let header = match peek_header(avail, self.max_packet_size) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             };
             if watcher.wants_whole(self.dir, header.tag) {
                 if avail.len() < header.len {
@@ -311,7 +320,7 @@ impl Pump {
     }
 
     /// Scans input that was already buffered when the relay started.
-    fn prime<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), String> {
+    fn prime<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), ProtocolError> {
         if self.rbuf.is_empty() {
             Ok(())
         } else {

@@ -14,8 +14,13 @@ pub struct ProtocolSpec {
     pub widened: bool,
 }
 
+/// A word that is not one of PgBouncer's `*_tls_protocols` keywords.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?}")]
+pub struct UnknownProtocol(pub String);
+
 /// Parses the value; an unknown word is an error naming it. Empty means `secure`.
-pub fn parse(spec: &str) -> Result<ProtocolSpec, String> {
+pub fn parse(spec: &str) -> Result<ProtocolSpec, UnknownProtocol> {
     let (mut v12, mut v13) = (false, false);
     let mut legacy_named = Vec::new();
     let mut widened = false;
@@ -33,7 +38,7 @@ pub fn parse(spec: &str) -> Result<ProtocolSpec, String> {
             "tlsv1.2" => v12 = true,
             "tlsv1.3" => v13 = true,
             "tlsv1" | "tlsv1.0" | "tlsv1.1" => legacy_named.push(word.to_string()),
-            other => return Err(format!("unknown protocol {other:?}")),
+            other => return Err(UnknownProtocol(other.to_string())),
         }
     }
     if spec.trim().is_empty() {

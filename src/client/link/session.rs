@@ -414,7 +414,7 @@ impl Session<'_> {
                 LinkEnd::ClientLeft { clean }
             }
             Ok(RelayEnd::ClientProtocol(e)) => LinkEnd::Failed {
-                error: protocol(e),
+                error: protocol(e.to_string()),
                 clean: false,
             },
             Ok(

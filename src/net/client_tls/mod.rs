@@ -21,7 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::{AuthType, Settings, SslMode};
-use crate::net::server_tls::{load_certs, load_key};
+use crate::net::server_tls::{TlsSetupError, load_certs, load_key};
+use crate::net::tls_protocols::UnknownProtocol;
 
 /// What PostgreSQL 17 clients send as ALPN on direct TLS, and we require there.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
@@ -88,8 +89,35 @@ pub struct ClientTls {
     current: RwLock<Arc<ClientTlsConfig>>,
 }
 
+/// Why the downstream TLS acceptor could not be built; the text names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientTlsError {
+    /// Settings that cannot work together.
+    #[error("{0}")]
+    Settings(String),
+    /// A certificate, key or CA file could not be used.
+    #[error("{setting}: {source}")]
+    File {
+        setting: &'static str,
+        #[source]
+        source: TlsSetupError,
+    },
+    /// rustls refused the configuration.
+    #[error("{setting}: {source}")]
+    Rustls {
+        setting: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
+    /// The client certificate verifier could not be built from the CA file.
+    #[error("client_tls_ca_file: {0}")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
+    #[error("client_tls_protocols: {0}")]
+    UnknownProtocol(#[source] UnknownProtocol),
+}
+
 impl ClientTls {
-    pub fn new(settings: &ClientTlsSettings) -> Result<ClientTls, String> {
+    pub fn new(settings: &ClientTlsSettings) -> Result<ClientTls, ClientTlsError> {
         Ok(ClientTls {
             current: RwLock::new(Arc::new(build(settings)?)),
         })
@@ -104,7 +132,7 @@ impl ClientTls {
     }
 
     /// Builds from `settings` and swaps it in; on error the old config stays.
-    pub fn replace(&self, settings: &ClientTlsSettings) -> Result<(), String> {
+    pub fn replace(&self, settings: &ClientTlsSettings) -> Result<(), ClientTlsError> {
         let new = Arc::new(build(settings)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = new;
         Ok(())
@@ -112,10 +140,12 @@ impl ClientTls {
 }
 
 /// Builds the acceptor for `settings`; errors name the setting at fault.
-pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, String> {
+pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, ClientTlsError> {
     if settings.sslmode == SslMode::Disable {
         if settings.cert_auth {
-            return Err("auth_type = cert needs client_tls_sslmode other than disable".into());
+            return Err(ClientTlsError::Settings(
+                "auth_type = cert needs client_tls_sslmode other than disable".into(),
+            ));
         }
         return Ok(ClientTlsConfig {
             sslmode: settings.sslmode,
@@ -123,23 +153,35 @@ pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, String> {
         });
     }
     let (Some(cert_file), Some(key_file)) = (&settings.cert_file, &settings.key_file) else {
-        return Err(format!(
+        return Err(ClientTlsError::Settings(format!(
             "client_tls_sslmode = {} needs client_tls_key_file and client_tls_cert_file",
             settings.sslmode
-        ));
+        )));
     };
     let provider = Arc::new(provider(settings));
     let versions = parse_protocols(&settings.protocols)?;
     let verifier = client_verifier(settings, &provider)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("client_tls_protocols / client_tls_ciphers: {e}"))?
+        .map_err(|source| ClientTlsError::Rustls {
+            setting: "client_tls_protocols / client_tls_ciphers",
+            source,
+        })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(
-            load_certs(cert_file).map_err(|e| format!("client_tls_cert_file: {e}"))?,
-            load_key(key_file).map_err(|e| format!("client_tls_key_file: {e}"))?,
+            load_certs(cert_file).map_err(|source| ClientTlsError::File {
+                setting: "client_tls_cert_file",
+                source,
+            })?,
+            load_key(key_file).map_err(|source| ClientTlsError::File {
+                setting: "client_tls_key_file",
+                source,
+            })?,
         )
-        .map_err(|e| format!("client_tls_cert_file / client_tls_key_file: {e}"))?;
+        .map_err(|source| ClientTlsError::Rustls {
+            setting: "client_tls_cert_file / client_tls_key_file",
+            source,
+        })?;
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     Ok(ClientTlsConfig {
         sslmode: settings.sslmode,
@@ -171,15 +213,18 @@ fn provider(settings: &ClientTlsSettings) -> CryptoProvider {
     provider
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+fn load_roots(path: &Path) -> Result<RootCertStore, ClientTlsError> {
     let mut roots = RootCertStore::empty();
-    let certs = load_certs(path).map_err(|e| format!("client_tls_ca_file: {e}"))?;
+    let certs = load_certs(path).map_err(|source| ClientTlsError::File {
+        setting: "client_tls_ca_file",
+        source,
+    })?;
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!(
+        return Err(ClientTlsError::Settings(format!(
             "client_tls_ca_file: no usable CA certificate in {}",
             path.display()
-        ));
+        )));
     }
     Ok(roots)
 }
@@ -189,15 +234,15 @@ fn load_roots(path: &Path) -> Result<RootCertStore, String> {
 fn client_verifier(
     settings: &ClientTlsSettings,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
+) -> Result<Arc<dyn ClientCertVerifier>, ClientTlsError> {
     let mandatory =
         settings.cert_auth || matches!(settings.sslmode, SslMode::VerifyCa | SslMode::VerifyFull);
     let Some(ca) = &settings.ca_file else {
         if mandatory {
-            return Err(format!(
+            return Err(ClientTlsError::Settings(format!(
                 "client_tls_sslmode = {} / auth_type = cert needs client_tls_ca_file",
                 settings.sslmode
-            ));
+            )));
         }
         return Ok(WebPkiClientVerifier::no_client_auth());
     };
@@ -208,9 +253,7 @@ fn client_verifier(
     } else {
         builder.allow_unauthenticated()
     };
-    builder
-        .build()
-        .map_err(|e| format!("client_tls_ca_file: {e}"))
+    builder.build().map_err(ClientTlsError::Verifier)
 }
 
 /// `client_tls_protocols`: PgBouncer's keywords `secure`/`default` (1.2 + 1.3), `all` and
@@ -218,13 +261,12 @@ fn client_verifier(
 /// `tlsv1.2`/`tlsv1.3`. Naming 1.0 or 1.1 is refused: rustls does not implement them.
 pub fn parse_protocols(
     spec: &str,
-) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
-    let parsed =
-        crate::net::tls_protocols::parse(spec).map_err(|e| format!("client_tls_protocols: {e}"))?;
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ClientTlsError> {
+    let parsed = crate::net::tls_protocols::parse(spec).map_err(ClientTlsError::UnknownProtocol)?;
     if let Some(old) = parsed.legacy_named.first() {
-        return Err(format!(
+        return Err(ClientTlsError::Settings(format!(
             "client_tls_protocols: {old} is not supported (only tlsv1.2 and tlsv1.3)"
-        ));
+        )));
     }
     if parsed.widened {
         tracing::warn!(
@@ -282,7 +324,7 @@ mod tests {
         assert_eq!(parse_protocols("all").expect("ok").len(), 2);
         assert_eq!(parse_protocols("tlsv1.3").expect("ok").len(), 1);
         let e = parse_protocols("tlsv1.1,tlsv1.2").expect_err("refused");
-        assert!(e.contains("tlsv1.1 is not supported"), "{e}");
+        assert!(e.to_string().contains("tlsv1.1 is not supported"), "{e}");
         assert!(parse_protocols("sslv3").is_err());
     }
 
@@ -295,6 +337,7 @@ mod tests {
             build(&s)
                 .err()
                 .expect("no files")
+                .to_string()
                 .contains("client_tls_key_file")
         );
         s.sslmode = SslMode::Disable;

@@ -187,7 +187,7 @@ pub(crate) fn parse_protocols(
     spec: &str,
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsSetupError> {
     let parsed = crate::net::tls_protocols::parse(spec)
-        .map_err(|e| TlsSetupError::Protocols(spec.into(), e))?;
+        .map_err(|e| TlsSetupError::Protocols(spec.into(), e.to_string()))?;
     if parsed.versions.is_empty() {
         return Err(TlsSetupError::Protocols(
             spec.into(),
