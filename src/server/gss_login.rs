@@ -3,8 +3,32 @@
 
 use std::time::Duration;
 
-use crate::auth::gss::{GssPurpose, GssRuntime, GssSession, GssTarget};
+use crate::auth::gss::{GssError, GssPurpose, GssRuntime, GssSession, GssTarget};
 pub use crate::config::GssAuthNegotiate as GssNegotiate;
+
+/// Why the GSSAPI leg of a server login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GssLoginError {
+    #[error("server requested GSSAPI authentication but server_gssauth_negotiate = disable")]
+    Disabled,
+    #[error(
+        "server requested GSSAPI authentication but no service principal can be formed for this connection"
+    )]
+    NoTarget,
+    #[error("server sent GSSContinue before AuthenticationGSS")]
+    ContinueBeforeStart,
+    #[error("server accepted the login before GSSAPI mutual authentication completed")]
+    Incomplete,
+    #[error("server did not use GSSAPI authentication but server_gssauth_negotiate = require")]
+    NotUsed,
+    #[error(
+        "server requested password authentication, refused because server_gssauth_negotiate = require"
+    )]
+    PasswordRefused,
+    /// The GSSAPI library (or the KDC behind it) failed.
+    #[error(transparent)]
+    Gss(#[from] GssError),
+}
 
 /// Everything the login loop needs to answer a GSSAPI request from the server.
 pub struct GssLogin<'a> {
@@ -22,34 +46,24 @@ impl GssLogin<'_> {
         self.encrypted
     }
 
-    fn target(&self) -> Result<&GssTarget, String> {
+    fn target(&self) -> Result<&GssTarget, GssLoginError> {
         if self.negotiate == GssNegotiate::Disable {
-            return Err(
-                "server requested GSSAPI authentication but server_gssauth_negotiate = disable"
-                    .to_string(),
-            );
+            return Err(GssLoginError::Disabled);
         }
-        self.target.ok_or_else(|| {
-            "server requested GSSAPI authentication but no service principal can be formed for this connection"
-                .to_string()
-        })
+        self.target.ok_or(GssLoginError::NoTarget)
     }
 
     /// Starts the context and produces the first token (AP-REQ).
     pub async fn first_step(
         &self,
         session: &mut Option<GssSession>,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, GssLoginError> {
         let target = self.target()?;
         let mut s = self
             .runtime
             .start(target, GssPurpose::Auth, self.deadline)
-            .await
-            .map_err(|e| e.to_string())?;
-        let token = s
-            .step(self.runtime, None, self.deadline)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
+        let token = s.step(self.runtime, None, self.deadline).await?;
         *session = Some(s);
         Ok(token)
     }
@@ -59,17 +73,15 @@ impl GssLogin<'_> {
         &self,
         session: &mut Option<GssSession>,
         input: &[u8],
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, GssLoginError> {
         self.target()?;
         let Some(s) = session.as_mut() else {
-            return Err("server sent GSSContinue before AuthenticationGSS".to_string());
+            return Err(GssLoginError::ContinueBeforeStart);
         };
         if s.is_complete() && input.is_empty() {
             return Ok(None);
         }
-        s.step(self.runtime, Some(input), self.deadline)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(s.step(self.runtime, Some(input), self.deadline).await?)
     }
 
     pub fn is_complete(&self, session: &GssSession) -> bool {

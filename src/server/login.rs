@@ -13,7 +13,7 @@ use crate::auth::secret::Secret;
 use crate::net::read_message::{WireError, read_message, write_flush};
 use crate::protocol::backend::{ErrorFields, parse_error_fields};
 use crate::protocol::frontend;
-use crate::server::gss_login::{GssLogin, GssNegotiate};
+use crate::server::gss_login::{GssLogin, GssLoginError, GssNegotiate};
 use crate::server::params::ParamSet;
 
 /// SCRAM keys learned from a client's SCRAM login (PgBouncer's "SCRAM pass-through").
@@ -54,8 +54,8 @@ pub enum LoginError {
     /// The server asked for something we cannot answer with what we have.
     #[error("{0}")]
     Auth(String),
-    #[error("{0}")]
-    Gss(String),
+    #[error(transparent)]
+    Gss(#[from] GssLoginError),
 }
 
 impl From<std::io::Error> for LoginError {
@@ -200,16 +200,12 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             Message::ReadyForQuery(_) => {
                 if let Some(gss) = gss_session.as_ref() {
                     if !req.gss.is_complete(gss) {
-                        return Err(LoginError::Gss(
-                            "server accepted the login before GSSAPI mutual authentication completed".into(),
-                        ));
+                        return Err(GssLoginError::Incomplete.into());
                     }
                     outcome.gss_authenticated = true;
                 }
                 if req.gss.negotiate == GssNegotiate::Require && !outcome.gss_authenticated {
-                    return Err(LoginError::Gss(
-                        "server did not use GSSAPI authentication but server_gssauth_negotiate = require".into(),
-                    ));
+                    return Err(GssLoginError::NotUsed.into());
                 }
                 return Ok(outcome);
             }
@@ -239,9 +235,7 @@ fn sasl_offers_scram(body: &postgres_protocol::message::backend::AuthenticationS
 
 fn refuse_password_if_gss_required(req: &LoginRequest<'_>) -> Result<(), LoginError> {
     if req.gss.negotiate == GssNegotiate::Require {
-        return Err(LoginError::Gss(
-            "server requested password authentication, refused because server_gssauth_negotiate = require".into(),
-        ));
+        return Err(GssLoginError::PasswordRefused.into());
     }
     Ok(())
 }
