@@ -16,6 +16,7 @@ pub mod pool;
 pub mod process;
 pub mod protocol;
 pub mod reload;
+pub(crate) mod repr;
 pub mod serve;
 pub mod server;
 pub mod shared;

@@ -5,16 +5,17 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::watch;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ShutdownMode {
-    Running = 0,
-    /// Stop accepting; exit when every client has left.
-    WaitForClients = 1,
-    /// Stop accepting; exit when every server has been released.
-    WaitForServers = 2,
-    /// Exit now.
-    Immediate = 3,
+crate::repr::u8_enum! {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ShutdownMode {
+        Running = 0,
+        /// Stop accepting; exit when every client has left.
+        WaitForClients = 1,
+        /// Stop accepting; exit when every server has been released.
+        WaitForServers = 2,
+        /// Exit now.
+        Immediate = 3,
+    }
 }
 
 pub struct Shutdown {
@@ -49,12 +50,8 @@ impl Shutdown {
     }
 
     pub fn mode(&self) -> ShutdownMode {
-        match self.mode.load(Ordering::Relaxed) {
-            0 => ShutdownMode::Running,
-            1 => ShutdownMode::WaitForClients,
-            2 => ShutdownMode::WaitForServers,
-            _ => ShutdownMode::Immediate,
-        }
+        // invariant: only ShutdownMode values are stored (fetch_max of two of them)
+        ShutdownMode::try_from(self.mode.load(Ordering::Relaxed)).unwrap_or(ShutdownMode::Immediate)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<ShutdownMode> {

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("process", 0),
     ("logging", 0),
     ("cli", 0),
+    ("repr", 0),
     ("net", 1),
     ("server", 2),
     ("pool", 3),

@@ -108,7 +108,9 @@ impl ClientEntry {
     }
 
     pub fn state(&self) -> ClientState {
-        ClientState::from_u8(self.state.load(Ordering::Relaxed))
+        // invariant: only ClientState values are stored
+        ClientState::try_from(self.state.load(Ordering::Relaxed))
+            .unwrap_or(ClientState::WaitingCancelReq)
     }
 
     /// Moves the client to `to`, keeping its pool's counts right.

@@ -15,40 +15,29 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A server connection's state (PgBouncer's `SV_*` lists).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ServerState {
-    /// Connecting and logging in (`new`, counted as `sv_login`).
-    Login = 0,
-    /// Linked to a client.
-    Active = 1,
-    /// In the idle list, ready.
-    Idle = 2,
-    /// Running the reset or check query.
-    Tested = 3,
-    /// A cancel request is being sent for it.
-    ActiveCancel = 4,
-    BeingCanceled = 5,
-    /// Idle past `server_check_delay`: checked before its next use.
-    Used = 6,
+crate::repr::u8_enum! {
+    /// A server connection's state (PgBouncer's `SV_*` lists).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ServerState {
+        /// Connecting and logging in (`new`, counted as `sv_login`).
+        Login = 0,
+        /// Linked to a client.
+        Active = 1,
+        /// In the idle list, ready.
+        Idle = 2,
+        /// Running the reset or check query.
+        Tested = 3,
+        /// A cancel request is being sent for it.
+        ActiveCancel = 4,
+        BeingCanceled = 5,
+        /// Idle past `server_check_delay`: checked before its next use.
+        Used = 6,
+    }
 }
 
-pub const SERVER_STATES: usize = 7;
+pub const SERVER_STATES: usize = ServerState::ALL.len();
 
 impl ServerState {
-    fn from_u8(v: u8) -> ServerState {
-        match v {
-            0 => ServerState::Login,
-            1 => ServerState::Active,
-            2 => ServerState::Idle,
-            3 => ServerState::Tested,
-            4 => ServerState::ActiveCancel,
-            6 => ServerState::Used,
-            _ => ServerState::BeingCanceled,
-        }
-    }
-
     /// The `state` column of SHOW SERVERS.
     pub fn show_name(self) -> &'static str {
         match self {
@@ -63,30 +52,22 @@ impl ServerState {
     }
 }
 
-/// A client's state (PgBouncer's `CL_*` lists).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ClientState {
-    /// Logged in; shown as `idle` while no server is linked.
-    Active = 0,
-    /// Waiting for a server.
-    Waiting = 1,
-    ActiveCancelReq = 2,
-    WaitingCancelReq = 3,
+crate::repr::u8_enum! {
+    /// A client's state (PgBouncer's `CL_*` lists).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ClientState {
+        /// Logged in; shown as `idle` while no server is linked.
+        Active = 0,
+        /// Waiting for a server.
+        Waiting = 1,
+        ActiveCancelReq = 2,
+        WaitingCancelReq = 3,
+    }
 }
 
-pub const CLIENT_STATES: usize = 4;
+pub const CLIENT_STATES: usize = ClientState::ALL.len();
 
 impl ClientState {
-    pub(crate) fn from_u8(v: u8) -> ClientState {
-        match v {
-            0 => ClientState::Active,
-            1 => ClientState::Waiting,
-            2 => ClientState::ActiveCancelReq,
-            _ => ClientState::WaitingCancelReq,
-        }
-    }
-
     pub fn show_name(self) -> &'static str {
         match self {
             ClientState::Active => "active",
@@ -186,7 +167,9 @@ impl ServerEntry {
     }
 
     pub fn state(&self) -> ServerState {
-        ServerState::from_u8(self.state.load(Ordering::Relaxed))
+        // invariant: only ServerState values are stored
+        ServerState::try_from(self.state.load(Ordering::Relaxed))
+            .unwrap_or(ServerState::BeingCanceled)
     }
 
     pub fn request_time_us(&self) -> u64 {
