@@ -554,16 +554,15 @@ fn short_tickets_keep_working_for_a_minute() {
 
 #[test]
 fn tls_verify_full_with_gss_auth_inside() {
-    use krbouncer::net::server_tls::{
-        ServerTlsSettings, TlsOutcome, UpstreamSslMode, build_connector, request_tls,
-    };
+    use krbouncer::config::SslMode;
+    use krbouncer::net::server_tls::{ServerTlsSettings, TlsOutcome, build_connector, request_tls};
     let name = "tls_verify_full_with_gss_auth_inside";
     run_in_child(name, shared, &[], || async {
         let rt = GssRuntime::new(4);
         let user = lab_env("PGLAB_USER_PRINC");
         let target = target_name(&lab_env("PGLAB_SPN"), "postgres", "x").expect("spn");
         let settings = ServerTlsSettings {
-            sslmode: UpstreamSslMode::VerifyFull,
+            sslmode: SslMode::VerifyFull,
             ca_file: Some(lab_env("PGLAB_TLS_CA").into()),
             ..Default::default()
         };

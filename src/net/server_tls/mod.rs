@@ -15,26 +15,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::config::SslMode;
+
 /// SSLRequest code: 1234 << 16 | 5679.
 pub const SSL_REQUEST_CODE: u32 = 80_877_103;
 /// Used when verify-ca/verify-full has no `server_tls_ca_file` (Debian/Ubuntu system bundle).
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// `server_tls_sslmode`, libpq names. The config layer maps its own enum onto this one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamSslMode {
-    Disable,
-    Allow,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
 /// The `server_tls_*` settings.
 #[derive(Debug, Clone)]
 pub struct ServerTlsSettings {
-    pub sslmode: UpstreamSslMode,
+    pub sslmode: SslMode,
     /// `server_tls_ca_file`: roots for verify-ca / verify-full.
     pub ca_file: Option<PathBuf>,
     /// `server_tls_cert_file` + `server_tls_key_file`: client certificate, both or neither.
@@ -50,7 +41,7 @@ pub struct ServerTlsSettings {
 impl Default for ServerTlsSettings {
     fn default() -> Self {
         ServerTlsSettings {
-            sslmode: UpstreamSslMode::Prefer,
+            sslmode: SslMode::Prefer,
             ca_file: None,
             cert_file: None,
             key_file: None,
@@ -73,7 +64,7 @@ pub enum TlsSetupError {
     #[error(
         "server_tls_sslmode {0:?} needs server_tls_ca_file (no system CA bundle at {SYSTEM_CA_BUNDLE})"
     )]
-    NoCaFile(UpstreamSslMode),
+    NoCaFile(SslMode),
     #[error("invalid server_tls_protocols {0:?}: {1}")]
     Protocols(String, String),
     #[error("TLS configuration rejected: {0}")]
@@ -86,7 +77,7 @@ pub enum TlsSetupError {
 pub fn build_connector(
     settings: &ServerTlsSettings,
 ) -> Result<Option<TlsConnector>, TlsSetupError> {
-    if settings.sslmode == UpstreamSslMode::Disable {
+    if settings.sslmode == SslMode::Disable {
         return Ok(None);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -100,14 +91,14 @@ pub fn build_connector(
     let builder =
         ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions)?;
     let builder = match settings.sslmode {
-        UpstreamSslMode::VerifyCa | UpstreamSslMode::VerifyFull => {
+        SslMode::VerifyCa | SslMode::VerifyFull => {
             let roots = Arc::new(load_roots(settings)?);
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 roots,
                 provider.clone(),
             )
             .build()?;
-            if settings.sslmode == UpstreamSslMode::VerifyFull {
+            if settings.sslmode == SslMode::VerifyFull {
                 builder.with_webpki_verifier(webpki)
             } else {
                 builder

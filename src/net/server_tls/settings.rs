@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Settings, SslMode};
+use crate::config::Settings;
 pub use crate::net::server_tls::ServerTlsSettings;
-use crate::net::server_tls::UpstreamSslMode;
 
 fn path(p: &str) -> Option<PathBuf> {
     (!p.is_empty()).then(|| PathBuf::from(p))
@@ -12,14 +11,7 @@ fn path(p: &str) -> Option<PathBuf> {
 
 pub fn from_config(s: &Settings) -> ServerTlsSettings {
     ServerTlsSettings {
-        sslmode: match s.server_tls_sslmode {
-            SslMode::Disable => UpstreamSslMode::Disable,
-            SslMode::Allow => UpstreamSslMode::Allow,
-            SslMode::Prefer => UpstreamSslMode::Prefer,
-            SslMode::Require => UpstreamSslMode::Require,
-            SslMode::VerifyCa => UpstreamSslMode::VerifyCa,
-            SslMode::VerifyFull => UpstreamSslMode::VerifyFull,
-        },
+        sslmode: s.server_tls_sslmode,
         ca_file: path(&s.server_tls_ca_file),
         cert_file: path(&s.server_tls_cert_file),
         key_file: path(&s.server_tls_key_file),

@@ -66,7 +66,7 @@ fn pki() -> &'static Pki {
     })
 }
 
-fn settings(mode: UpstreamSslMode, ca: Option<&Path>) -> ServerTlsSettings {
+fn settings(mode: SslMode, ca: Option<&Path>) -> ServerTlsSettings {
     ServerTlsSettings {
         sslmode: mode,
         ca_file: ca.map(Path::to_path_buf),
@@ -124,7 +124,7 @@ async fn handshake(
 
 #[tokio::test]
 async fn require_encrypts_without_verifying() {
-    let s = settings(UpstreamSslMode::Require, None);
+    let s = settings(SslMode::Require, None);
     assert_eq!(
         handshake(&s, "anything.example", b'S')
             .await
@@ -136,7 +136,7 @@ async fn require_encrypts_without_verifying() {
 #[tokio::test]
 async fn verify_full_checks_chain_and_name() {
     let p = pki();
-    let s = settings(UpstreamSslMode::VerifyFull, Some(&p.ca));
+    let s = settings(SslMode::VerifyFull, Some(&p.ca));
     assert_eq!(
         handshake(&s, "localhost", b'S').await.expect("name ok"),
         "encrypted"
@@ -149,7 +149,7 @@ async fn verify_full_checks_chain_and_name() {
         handshake(&s, "otherhost", b'S').await.is_err(),
         "wrong name must fail"
     );
-    let s = settings(UpstreamSslMode::VerifyFull, Some(&p.other_ca));
+    let s = settings(SslMode::VerifyFull, Some(&p.other_ca));
     assert!(
         handshake(&s, "localhost", b'S').await.is_err(),
         "unknown CA must fail"
@@ -159,14 +159,14 @@ async fn verify_full_checks_chain_and_name() {
 #[tokio::test]
 async fn verify_ca_checks_chain_only() {
     let p = pki();
-    let s = settings(UpstreamSslMode::VerifyCa, Some(&p.ca));
+    let s = settings(SslMode::VerifyCa, Some(&p.ca));
     assert_eq!(
         handshake(&s, "otherhost", b'S')
             .await
             .expect("name ignored"),
         "encrypted"
     );
-    let s = settings(UpstreamSslMode::VerifyCa, Some(&p.other_ca));
+    let s = settings(SslMode::VerifyCa, Some(&p.other_ca));
     assert!(
         handshake(&s, "localhost", b'S').await.is_err(),
         "unknown CA must fail"
@@ -175,7 +175,7 @@ async fn verify_ca_checks_chain_only() {
 
 #[tokio::test]
 async fn refusal_returns_the_plain_stream() {
-    let s = settings(UpstreamSslMode::Prefer, None);
+    let s = settings(SslMode::Prefer, None);
     assert_eq!(
         handshake(&s, "localhost", b'N').await.expect("no error"),
         "refused"
@@ -185,7 +185,7 @@ async fn refusal_returns_the_plain_stream() {
 #[test]
 fn disable_builds_no_connector() {
     assert!(
-        build_connector(&settings(UpstreamSslMode::Disable, None))
+        build_connector(&settings(SslMode::Disable, None))
             .expect("ok")
             .is_none()
     );
@@ -204,7 +204,7 @@ fn protocols_are_limited_to_tls12_and_tls13() {
 #[test]
 fn cert_without_key_is_rejected() {
     let p = pki();
-    let mut s = settings(UpstreamSslMode::Require, None);
+    let mut s = settings(SslMode::Require, None);
     s.cert_file = Some(p.cert.clone());
     assert!(matches!(
         build_connector(&s),
