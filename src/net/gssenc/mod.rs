@@ -6,13 +6,12 @@ mod stream;
 use std::io;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::gss::{GssError, GssPurpose, GssRuntime, GssTarget};
 pub use stream::{GssEncStream, MAX_PACKET};
 
-/// GSSENCRequest code: 1234 << 16 | 5680.
-pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 /// Upper bound for an ErrorResponse the server may send during negotiation.
 const MAX_HANDSHAKE_ERROR: usize = 8192;
 
@@ -66,9 +65,8 @@ pub async fn request_gssenc<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut req = [0u8; 8];
-    req[..4].copy_from_slice(&8u32.to_be_bytes());
-    req[4..].copy_from_slice(&GSSENC_REQUEST_CODE.to_be_bytes());
+    let mut req = BytesMut::with_capacity(8);
+    crate::protocol::frontend::gssenc_request(&mut req);
     stream.write_all(&req).await?;
     stream.flush().await?;
     // Exactly one byte: anything after it would be unencrypted data we must not trust.
@@ -143,28 +141,22 @@ async fn read_error_rest<S: AsyncRead + Unpin>(stream: &mut S, first3: [u8; 3]) 
     if !(4..=MAX_HANDSHAKE_ERROR).contains(&len) {
         return format!("ErrorResponse with bad length {len}");
     }
-    let mut body = vec![0u8; len - 4];
-    if stream.read_exact(&mut body).await.is_err() {
+    // the whole message again (tag, length, body) for the one ErrorResponse parser
+    let mut msg = vec![0u8; 1 + len];
+    msg[0] = b'E';
+    msg[1..5].copy_from_slice(&[first3[0], first3[1], first3[2], last[0]]);
+    if stream.read_exact(&mut msg[5..]).await.is_err() {
         return "truncated ErrorResponse".into();
     }
-    error_message(&body)
+    error_message(&msg)
 }
 
-/// "SEVERITY: message" from ErrorResponse fields (type byte, NUL-terminated value)*, 0.
-fn error_message(body: &[u8]) -> String {
-    let (mut severity, mut message) = (String::new(), String::new());
-    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
-        let value = String::from_utf8_lossy(&field[1..]);
-        match field[0] {
-            b'S' => severity = value.into_owned(),
-            b'M' => message = value.into_owned(),
-            _ => {}
-        }
-    }
-    if message.is_empty() {
-        "ErrorResponse without message".into()
-    } else {
-        format!("{severity}: {message}")
+/// "SEVERITY: message" of a whole ErrorResponse.
+fn error_message(msg: &[u8]) -> String {
+    match crate::protocol::backend::parse_error_fields(msg) {
+        Ok(f) if !f.message.is_empty() => format!("{}: {}", f.severity, f.message),
+        Ok(_) => "ErrorResponse without message".into(),
+        Err(e) => format!("malformed ErrorResponse: {e}"),
     }
 }
 

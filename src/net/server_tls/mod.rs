@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -17,8 +18,6 @@ use tokio_rustls::client::TlsStream;
 
 use crate::config::SslMode;
 
-/// SSLRequest code: 1234 << 16 | 5679.
-pub const SSL_REQUEST_CODE: u32 = 80_877_103;
 /// Used when verify-ca/verify-full has no `server_tls_ca_file` (Debian/Ubuntu system bundle).
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -150,9 +149,8 @@ where
             format!("invalid TLS server name {server_name:?}: {e}"),
         )
     })?;
-    let mut req = [0u8; 8];
-    req[..4].copy_from_slice(&8u32.to_be_bytes());
-    req[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+    let mut req = BytesMut::with_capacity(8);
+    crate::protocol::frontend::ssl_request(&mut req);
     stream.write_all(&req).await?;
     stream.flush().await?;
     // one byte only: bytes after 'S' would be unauthenticated plaintext (CVE-2021-23214)

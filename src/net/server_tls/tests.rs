@@ -2,6 +2,7 @@
 //! the openssl CLI and an in-memory TLS "server" answering SSLRequest.
 
 use super::*;
+use crate::protocol::startup::SSL_REQUEST_CODE;
 use std::process::Command;
 use std::sync::OnceLock;
 use tokio::io::duplex;
