@@ -63,13 +63,7 @@ pub async fn negotiate(
         if len != 8 || (code != SSL_REQUEST_CODE && code != GSSENC_REQUEST_CODE) {
             return Negotiated::Ready(ClientStream::Tcp(tcp));
         }
-        // Nothing may follow the request before our answer (CVE-2021-23214 class).
-        if rbuf.len() > 8 {
-            let e = if code == SSL_REQUEST_CODE {
-                UNENCRYPTED_AFTER_SSL
-            } else {
-                UNENCRYPTED_AFTER_GSSENC
-            };
+        if let Err(e) = nothing_after_request(code == SSL_REQUEST_CODE, &rbuf[8..]) {
             return Negotiated::Refused(ClientStream::Tcp(tcp), e);
         }
         rbuf.advance(8);
@@ -84,6 +78,17 @@ pub async fn negotiate(
         if let Some(acceptor) = accept {
             return handshake(acceptor, tcp, false).await;
         }
+    }
+}
+
+/// Nothing may follow an SSLRequest or GSSENCRequest before our answer: those bytes were sent
+/// in the clear and an attacker could have injected them (CVE-2021-23214). `after` is what
+/// was buffered behind the request.
+pub(crate) fn nothing_after_request(ssl: bool, after: &[u8]) -> Result<(), ClientError> {
+    match (after.is_empty(), ssl) {
+        (true, _) => Ok(()),
+        (false, true) => Err(UNENCRYPTED_AFTER_SSL),
+        (false, false) => Err(UNENCRYPTED_AFTER_GSSENC),
     }
 }
 

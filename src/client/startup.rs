@@ -6,8 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client::error::{ClientError, protocol};
 use crate::protocol::pooler_errors::{
-    CLIENT_UNEXPECTED_EOF, NO_USERNAME, UNENCRYPTED_AFTER_GSSENC, UNENCRYPTED_AFTER_SSL,
-    UNSUPPORTED_OPTIONS_FORMAT, unsupported_startup_parameter,
+    CLIENT_UNEXPECTED_EOF, NO_USERNAME, UNSUPPORTED_OPTIONS_FORMAT, unsupported_startup_parameter,
     unsupported_startup_parameter_in_options,
 };
 use crate::protocol::startup::{StartupPacket, parse_startup};
@@ -60,14 +59,8 @@ pub async fn read_first_packet<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match packet {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                // Nothing may follow the request before our answer (CVE-2021-23214 class).
-                if !rbuf.is_empty() {
-                    return Err(if matches!(packet, StartupPacket::SslRequest) {
-                        UNENCRYPTED_AFTER_SSL
-                    } else {
-                        UNENCRYPTED_AFTER_GSSENC
-                    });
-                }
+                let ssl = matches!(packet, StartupPacket::SslRequest);
+                crate::client::encryption::nothing_after_request(ssl, rbuf)?;
                 stream
                     .write_all(b"N")
                     .await
