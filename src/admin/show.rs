@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 
 use crate::config::Config;
-use crate::pool::clients::ClientState;
-use crate::pool::{Pool, ServerState};
+use crate::pool::Pool;
+use crate::pool::counts::PoolCounts;
 use crate::protocol::result_set::ColType;
 use crate::shared::Shared;
 
@@ -79,30 +79,23 @@ pub fn pools(app: &Shared, buf: &mut BytesMut) {
         None,
     ]);
     for pool in app.pools.all_sorted() {
-        let cl = |st: ClientState| pool.client_states.get(st as usize);
-        let sv = |st: ServerState| pool.servers.count(st);
-        let maxwait = clients
-            .iter()
-            .filter(|c| c.belongs_to(&pool))
-            .map(|c| c.waiting_for_us())
-            .max()
-            .unwrap_or(0);
+        let c = PoolCounts::of(&pool, &clients);
         rows.push(vec![
             s(&pool.def.db_name),
             s(&pool.def.login_user),
-            s(cl(ClientState::Active)),
-            s(cl(ClientState::Waiting)),
-            s(cl(ClientState::ActiveCancelReq)),
-            s(cl(ClientState::WaitingCancelReq)),
-            s(sv(ServerState::Active)),
-            s(sv(ServerState::ActiveCancel)),
-            s(sv(ServerState::BeingCanceled)),
-            s(sv(ServerState::Idle)),
-            s(sv(ServerState::Used)),
-            s(sv(ServerState::Tested)),
-            s(sv(ServerState::Login)),
-            s(maxwait / 1_000_000),
-            s(maxwait % 1_000_000),
+            s(c.cl_active),
+            s(c.cl_waiting),
+            s(c.cl_active_cancel_req),
+            s(c.cl_waiting_cancel_req),
+            s(c.sv_active),
+            s(c.sv_active_cancel),
+            s(c.sv_being_canceled),
+            s(c.sv_idle),
+            s(c.sv_used),
+            s(c.sv_tested),
+            s(c.sv_login),
+            s(c.maxwait_us / 1_000_000),
+            s(c.maxwait_us % 1_000_000),
             s(pool.def.pool_mode.as_str()),
             load_balance_hosts(&config, &pool.def.db_name),
         ]);

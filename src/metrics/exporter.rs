@@ -9,53 +9,12 @@ use crate::config::DatabaseDef;
 use crate::metrics::family::{Families, Family};
 use crate::pool::Pool;
 use crate::pool::clients::{ClientEntry, ClientState};
+use crate::pool::counts::PoolCounts;
 use crate::shared::Shared;
 use crate::stats::StatsTotals;
 
 /// The admin console's virtual database (and its pool's user), listed by SHOW like any other.
 const ADMIN_DB: &str = crate::config::connstr::ADMIN_DB;
-
-/// What `SHOW POOLS` reports about one pool's clients and servers.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PoolStateCounts {
-    pub cl_active: u64,
-    pub cl_waiting: u64,
-    pub cl_active_cancel_req: u64,
-    pub cl_waiting_cancel_req: u64,
-    pub sv_active: u64,
-    pub sv_active_cancel: u64,
-    pub sv_being_canceled: u64,
-    pub sv_idle: u64,
-    pub sv_used: u64,
-    pub sv_tested: u64,
-    pub sv_login: u64,
-    /// Seconds the oldest waiting client has waited.
-    pub maxwait_seconds: f64,
-}
-
-/// The one place that turns a pool into `SHOW POOLS` state counts: the per-state counts the
-/// pool keeps by transitions (`pool::state`, `client::registry`). `maxwait` needs the client
-/// registry and is filled in by the caller (`max_wait_seconds`).
-pub fn pool_state_counts(pool: &Pool) -> PoolStateCounts {
-    use crate::pool::ServerState as S;
-    use crate::pool::clients::ClientState as C;
-    let cl = |st: C| pool.client_states.get(st as usize) as u64;
-    let sv = |st: S| pool.servers.count(st) as u64;
-    PoolStateCounts {
-        cl_active: cl(C::Active),
-        cl_waiting: cl(C::Waiting),
-        cl_active_cancel_req: cl(C::ActiveCancelReq),
-        cl_waiting_cancel_req: cl(C::WaitingCancelReq),
-        sv_active: sv(S::Active),
-        sv_active_cancel: sv(S::ActiveCancel),
-        sv_being_canceled: sv(S::BeingCanceled),
-        sv_idle: sv(S::Idle),
-        sv_used: sv(S::Used),
-        sv_tested: sv(S::Tested),
-        sv_login: sv(S::Login),
-        maxwait_seconds: 0.0,
-    }
-}
 
 /// Everything the exporter would have scraped, written into `out`.
 pub fn collect(app: &Shared, version: &str, out: &mut Families) {
@@ -161,18 +120,6 @@ fn client_connections(clients: &[Arc<ClientEntry>], out: &mut Families) {
     }
     // absent while no client is connected (the prometheus encoder refuses empty families)
     out.push(f);
-}
-
-/// The longest a client of `pool` has been waiting for a server, in seconds (SHOW POOLS'
-/// `maxwait` + `maxwait_us`).
-fn max_wait_seconds(pool: &Arc<Pool>, clients: &[Arc<ClientEntry>]) -> f64 {
-    clients
-        .iter()
-        .filter(|c| c.belongs_to(pool))
-        .map(|c| c.waiting_for_us())
-        .max()
-        .unwrap_or(0) as f64
-        / 1e6
 }
 
 /// One `SHOW DATABASES` row's labels and gauges.
@@ -385,17 +332,16 @@ fn stats_totals(databases: &[&str], pools: &[Arc<Pool>], out: &mut Families) {
 }
 
 fn pool_gauges(pools: &[Arc<Pool>], clients: &[Arc<ClientEntry>], out: &mut Families) {
-    let mut rows: Vec<(&str, &str, PoolStateCounts)> = pools
+    let mut rows: Vec<(&str, &str, PoolCounts)> = pools
         .iter()
         .map(|p| {
-            let mut counts = pool_state_counts(p);
-            counts.maxwait_seconds = max_wait_seconds(p, clients);
+            let counts = PoolCounts::of(p, clients);
             (p.def.db_name.as_str(), p.def.login_user.as_str(), counts)
         })
         .collect();
     // SHOW POOLS always lists the admin console's own pool.
-    rows.push((ADMIN_DB, ADMIN_DB, PoolStateCounts::default()));
-    type Pick = fn(&PoolStateCounts) -> f64;
+    rows.push((ADMIN_DB, ADMIN_DB, PoolCounts::default()));
+    type Pick = fn(&PoolCounts) -> f64;
     let gauges: [(&str, &str, Pick); 12] = [
         (
             "client_active_connections",
@@ -455,7 +401,7 @@ fn pool_gauges(pools: &[Arc<Pool>], clients: &[Arc<ClientEntry>], out: &mut Fami
         (
             "client_maxwait_seconds",
             "Age of the oldest waiting client, in seconds",
-            |c| c.maxwait_seconds,
+            |c| c.maxwait_us as f64 / 1e6,
         ),
     ];
     for (name, help, pick) in gauges {

@@ -4,6 +4,7 @@
 pub mod cancel;
 pub mod checkout;
 pub mod clients;
+pub mod counts;
 pub mod def;
 pub mod janitor;
 pub mod pooled;
