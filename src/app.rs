@@ -19,6 +19,8 @@ pub struct App {
     config: RwLock<Arc<Config>>,
     pub pools: PoolRegistry,
     pub cancels: CancelRegistry,
+    /// Cancels forwarded to other processes of the peer group (SHOW PEER_POOLS).
+    pub peer_cancels: crate::client::peer_cancel::PeerCancels,
     /// Pooler-wide prepared statements (transaction / statement pooling).
     pub statements: crate::client::prepared::StatementRegistry,
     pub shutdown: Shutdown,
@@ -61,6 +63,7 @@ impl App {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
             cancels: CancelRegistry::default(),
+            peer_cancels: Default::default(),
             statements: Default::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),

@@ -1,10 +1,12 @@
 //! One task per client: startup, login, welcome, then forwarding (session pooling).
 
 pub mod cancel;
+mod cancel_route;
 pub mod encryption;
 pub mod error;
 pub mod local;
 pub mod login;
+pub mod peer_cancel;
 pub mod prepared;
 pub mod registry;
 pub mod requests;
@@ -102,9 +104,14 @@ async fn serve_inner(
     .map_err(|_| protocol("client_login_timeout"))??;
     let req = match first {
         FirstPacket::Cancel { pid, key } => {
-            app.cancels
-                .cancel(pid, &key, settings.server_connect_timeout)
-                .await;
+            crate::client::cancel_route::handle(
+                &app.cancels,
+                &app.peer_cancels,
+                &config,
+                pid,
+                &key,
+            )
+            .await;
             return Ok(());
         }
         FirstPacket::Startup(req) => req,
@@ -229,7 +236,11 @@ async fn admin_console(
         .client_registry
         .register(new_client(id, req, stream, None));
     let entry = registration.entry.clone();
-    let cancel = app.cancels.register();
+    let cancel = app
+        .cancels
+        .register(crate::client::peer_cancel::own_peer_id(
+            &app.config().settings,
+        ));
     let mut out = BytesMut::with_capacity(256);
     backend::authentication_ok(&mut out);
     crate::admin::welcome(&mut out);
@@ -345,7 +356,11 @@ async fn welcome_and_run(
             params
         }
     };
-    let registration = app.cancels.register();
+    let registration = app
+        .cancels
+        .register(crate::client::peer_cancel::own_peer_id(
+            &app.config().settings,
+        ));
     let mut out = BytesMut::with_capacity(512);
     backend::authentication_ok(&mut out);
     let mut client_params = ParamSet::new();
