@@ -101,6 +101,13 @@ impl App {
             gss: &self.gss,
             tls: self.tls.read().unwrap_or_else(|p| p.into_inner()).clone(),
             registry: &self.pools,
+            tcp: crate::net::sockopt::TcpOptions::from_settings(
+                &self
+                    .config
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .settings,
+            ),
         }
     }
 

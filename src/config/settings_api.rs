@@ -26,12 +26,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "pool_idle_timeout",
     "resolv_conf",
     "tcp_defer_accept",
-    "tcp_keepalive",
-    "tcp_keepcnt",
-    "tcp_keepidle",
-    "tcp_keepintvl",
-    "tcp_socket_buffer",
-    "tcp_user_timeout",
 ];
 
 /// One SHOW CONFIG row (`key`, `value`, `default`, `changeable`). `None` is SQL NULL.

@@ -139,6 +139,7 @@ impl Listeners {
                         r = l.accept() => match r {
                             Ok((s, peer)) => {
                                 let _ = s.set_nodelay(true);
+                                crate::net::sockopt::TcpOptions::from_settings(&app.config().settings).apply(&s);
                                 tokio::spawn(crate::client::serve(app.clone(), ClientStream::Tcp(s), peer.to_string()));
                             }
                             Err(e) => {

@@ -5,6 +5,7 @@ pub mod client_tls;
 pub mod gssenc;
 pub mod listener;
 pub mod relay;
+pub mod sockopt;
 pub mod stream;
 pub mod tls;
 pub mod tls_protocols;

@@ -24,6 +24,8 @@ pub struct Upstream<'a> {
     /// A clone of the current connector (cheap: an `Arc` inside), so a reload can swap it.
     pub tls: Option<tokio_rustls::TlsConnector>,
     pub registry: &'a PoolRegistry,
+    /// TCP options of the current configuration for new server sockets.
+    pub tcp: crate::net::sockopt::TcpOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +302,7 @@ impl Pool {
             sslmode: self.def.sslmode,
             tls: up.tls.as_ref(),
             connect_timeout: self.def.server_connect_timeout,
+            tcp: up.tcp,
         };
         let started = Instant::now();
         let in_flight = LoginInFlight::start(&self.servers);
