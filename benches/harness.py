@@ -7,6 +7,7 @@ Usage (from the repository root; root or an ordinary user; Python 3.9+ standard 
     ROUNDS=1 DURATION=5 IDLE_CLIENTS=2000 python3 benches/harness.py      # quick check
     PGBOUNCER_BIN=/path/to/pgbouncer python3 benches/harness.py --workloads select-32,idle
     python3 benches/harness.py --help                 # every option; each has an env variable
+    python3 benches/harness.py --hold                 # set up, print ports and pids, wait (profiling)
 
 What it does:
   * starts a throwaway PostgreSQL 15 (initdb in a temp dir, free loopback port, md5 passwords,
@@ -552,6 +553,9 @@ def main():
                     help="comma list, env TARGETS (krbouncer,pgbouncer,direct)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/krbouncer as is")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, inis)")
+    ap.add_argument("--hold", action="store_true",
+                    help="start everything, print each target's port and pid, then wait for "
+                    "Ctrl-C instead of measuring (for perf / strace by hand)")
     a = ap.parse_args()
     workloads = [w for w in a.workloads.split(",") if w]
     for w in workloads:
@@ -591,6 +595,14 @@ def main():
                 targets.append(Target("direct", pg_port))
         for t in targets:
             pgbench(t, ["-S", "-c", "32"], 2)  # warm-up: fill the pools, the caches
+        if a.hold:
+            for t in targets:
+                print(f"{t.name} port={t.port} pid={t.pid or pg_proc.pid}", flush=True)
+            print(f"PGPASSWORD={PASSWORD} pgbench -h 127.0.0.1 -p PORT -U {USER} -n {DBNAME}; "
+                  f"temp dir {env.dir}; Ctrl-C ends", flush=True)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            return
         with open("/proc/cpuinfo") as f:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
         print(f"krbouncer harness: {a.rounds} rounds x {a.duration} s, pgbench -j 2, "
