@@ -8,6 +8,7 @@ Usage (from the repository root; root or an ordinary user; Python 3.9+ standard 
     PGBOUNCER_BIN=/path/to/pgbouncer python3 benches/harness.py --workloads select-32,idle
     python3 benches/harness.py --help                 # every option; each has an env variable
     python3 benches/harness.py --hold                 # set up, print ports and pids, wait (profiling)
+    python3 benches/harness.py --variant before=/tmp/krbouncer-old   # two builds side by side
 
 What it does:
   * starts a throwaway PostgreSQL 15 (initdb in a temp dir, free loopback port, md5 passwords,
@@ -551,6 +552,10 @@ def main():
                     help="comma list, env WORKLOADS (all): " + ", ".join(WORKLOADS))
     ap.add_argument("--targets", default=ev("TARGETS", "krbouncer,pgbouncer,direct"),
                     help="comma list, env TARGETS (krbouncer,pgbouncer,direct)")
+    ap.add_argument("--variant", action="append", default=[
+        v for v in ev("VARIANTS", "").split(",") if v],
+        metavar="NAME=BINARY", help="one more krbouncer build as its own target (before/after "
+        "comparisons in one run); repeatable, env VARIANTS (comma list)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/krbouncer as is")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, inis)")
     ap.add_argument("--hold", action="store_true",
@@ -562,6 +567,8 @@ def main():
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w}")
     wanted = [t for t in a.targets.split(",") if t]
+    variants = dict(v.split("=", 1) for v in a.variant)
+    wanted += [v for v in variants if v not in wanted]
 
     # every idle client is one fd here and one in the pooler; children inherit the limit
     need = a.idle_clients + 1024
@@ -593,6 +600,8 @@ def main():
                 targets.append(start_pooler(env, "pgbouncer", pgb, pg_port, max_clients))
             elif name == "direct":
                 targets.append(Target("direct", pg_port))
+            elif name in variants:
+                targets.append(start_pooler(env, name, variants[name], pg_port, max_clients))
         for t in targets:
             pgbench(t, ["-S", "-c", "32"], 2)  # warm-up: fill the pools, the caches
         if a.hold:
