@@ -324,11 +324,17 @@ impl Pool {
                 conn.limit_permits = permits;
                 self.record_login_result(None);
                 self.set_welcome_once(&conn.params);
-                tracing::info!(
-                    db = %self.def.db_name, user = %self.def.login_user, server = conn.id, %address,
-                    transport = conn.stream.transport_name(), gss = connected.gss_authenticated,
-                    ms = started.elapsed().as_millis() as u64, "new server connection"
-                );
+                // PgBouncer logs this only with log_connections; -v still shows it
+                if self.def.log_connections {
+                    tracing::info!(
+                        db = %self.def.db_name, user = %self.def.login_user, server = conn.id,
+                        %address, transport = conn.stream.transport_name(),
+                        gss = connected.gss_authenticated,
+                        ms = started.elapsed().as_millis() as u64, "new server connection"
+                    );
+                } else {
+                    tracing::debug!(server = conn.id, %address, "new server connection");
+                }
                 if let Some(q) = &self.def.connect_query {
                     if let Err(e) = run_simple(&mut conn, q, self.def.server_connect_timeout).await
                     {
