@@ -16,6 +16,7 @@ PACKAGES=(
     libkrb5-dev pkg-config      # building libgssapi-sys
     libclang-dev                # bindgen for libgssapi-sys
     procps                      # pkill (tests/process_name.rs signals by process name)
+    iproute2                    # ss (tests/tcp_options.rs reads socket options back)
 )
 
 missing=()

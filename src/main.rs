@@ -43,10 +43,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = config.validate() {
-        eprintln!("FATAL cannot load config file: {e}");
-        return ExitCode::from(1);
-    }
+    let warnings = match config.validate() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("FATAL cannot load config file: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // TLS files and client_tls_* values are checked before anything binds (and by --check).
     if let Err(e) = krbouncer::net::client_tls::build(
         &krbouncer::net::client_tls::ClientTlsSettings::from_settings(&config.settings),
@@ -55,6 +58,10 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     if cli.check {
+        // a running pooler logs these at startup; --check shows them too
+        for w in &warnings {
+            eprintln!("WARNING {w}");
+        }
         println!("configuration {} is valid", path.display());
         return ExitCode::SUCCESS;
     }

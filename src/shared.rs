@@ -24,6 +24,8 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     pub pools: PoolRegistry,
     pub cancels: CancelRegistry,
+    /// Cancels forwarded to other processes of the peer group (SHOW PEER_POOLS).
+    pub peer_cancels: crate::pool::peers::PeerCancels,
     /// Pooler-wide prepared statements (transaction / statement pooling).
     pub statements: crate::server::statements::StatementRegistry,
     pub shutdown: Shutdown,
@@ -62,6 +64,7 @@ impl Shared {
             config: RwLock::new(Arc::new(config)),
             pools: PoolRegistry::new(),
             cancels: CancelRegistry::default(),
+            peer_cancels: Default::default(),
             statements: Default::default(),
             shutdown: Shutdown::new(),
             gss: GssRuntime::new(GSS_MAX_IN_FLIGHT),
@@ -98,6 +101,13 @@ impl Shared {
             gss: &self.gss,
             tls: self.tls.read().unwrap_or_else(|p| p.into_inner()).clone(),
             registry: &self.pools,
+            tcp: crate::net::sockopt::TcpOptions::from_settings(
+                &self
+                    .config
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .settings,
+            ),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Log output: PgBouncer-like text lines by default, JSON lines with `log_format = json`, no
 //! secret in any line of a trace-level log of md5 / SCRAM / cleartext logins (good and bad),
-//! and `logfile` reopened after a rotation (`krbouncer::logging::reopen`).
+//! and `logfile` reopened after a rotation (`krbouncer::logging::reopen`). A new server
+//! connection is logged only with `log_connections`, as PgBouncer does.
 
 mod common;
 
@@ -63,6 +64,41 @@ async fn text_lines_look_like_pgbouncer() {
     );
     let startup = log.lines().next().expect("first line");
     assert!(startup.contains(" LOG listening"), "{startup}");
+}
+
+/// Stats lines in the log so far (`log_stats`, one per `stats_period`).
+fn stats_lines(b: &Bouncer) -> usize {
+    b.log().lines().filter(|l| l.contains(" xacts/s, ")).count()
+}
+
+#[tokio::test]
+async fn new_server_connection_logged_only_with_log_connections() {
+    for (flag, expected) in [("1", true), ("0", false)] {
+        let b = bouncer(
+            &[
+                ("log_connections", flag),
+                ("stats_period", "1"),
+                ("log_stats", "1"),
+            ],
+            &[],
+        );
+        query_one(&b, pg::TRUST_USER, pg::TRUST_PASS, "testdb", "SELECT 1")
+            .await
+            .expect("query");
+        // a stats line written after the query: any line about its server is in the log by now
+        let before = stats_lines(&b);
+        assert!(
+            common::wait::until(Duration::from_secs(10), || stats_lines(&b) > before),
+            "a stats line every second\n{}",
+            b.log()
+        );
+        assert_eq!(
+            b.log().contains("new server connection"),
+            expected,
+            "log_connections={flag}\n{}",
+            b.log()
+        );
+    }
 }
 
 #[tokio::test]

@@ -290,7 +290,8 @@ impl AdminSession<'_> {
             ),
             "totals" => show::totals(app, out),
             "state" => show::state(app, out),
-            w @ ("mem" | "dns_hosts" | "dns_zones" | "peer_pools") => show::empty(out, w),
+            "peer_pools" => show::peer_pools(app, out),
+            w @ ("mem" | "dns_hosts" | "dns_zones") => show::empty(out, w),
             _ => return Err(syntax_error()),
         }
         Ok(())

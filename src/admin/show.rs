@@ -273,7 +273,7 @@ pub fn lists(app: &Shared, buf: &mut BytesMut) {
         ("users", users.len()),
         ("peers", config.peers.len()),
         ("pools", app.pools.all().len() + 1),
-        ("peer_pools", 0),
+        ("peer_pools", app.peer_cancels.rows().len()),
         ("free_clients", 0),
         ("used_clients", clients),
         ("login_clients", 0),
@@ -331,6 +331,33 @@ pub fn peers(app: &Shared, buf: &mut BytesMut) {
     );
 }
 
+/// SHOW PEER_POOLS: one row per peer a cancel was forwarded to.
+pub fn peer_pools(app: &Shared, buf: &mut BytesMut) {
+    let rows: Rows = app
+        .peer_cancels
+        .rows()
+        .into_iter()
+        .map(|r| {
+            vec![
+                s(r.peer_id),
+                s(r.cl_active_cancel_req),
+                s(r.cl_waiting_cancel_req),
+                s(r.sv_active_cancel),
+                s(r.sv_login),
+            ]
+        })
+        .collect();
+    table(buf, &PEER_POOLS_COLUMNS, &rows);
+}
+
+const PEER_POOLS_COLUMNS: [(&str, ColType); 5] = [
+    ("peer_id", ColType::Int4),
+    ("cl_active_cancel_req", ColType::Int4),
+    ("cl_waiting_cancel_req", ColType::Int4),
+    ("sv_active_cancel", ColType::Int4),
+    ("sv_login", ColType::Int4),
+];
+
 pub fn state(app: &Shared, buf: &mut BytesMut) {
     let paused = app.pools.global.paused.is_closed();
     let yes_no = |b: bool| s(if b { "yes" } else { "no" });
@@ -355,13 +382,6 @@ pub fn empty(buf: &mut BytesMut, which: &str) {
         ],
         "dns_hosts" => vec![("hostname", S), ("ttl", q), ("addrs", S)],
         "dns_zones" => vec![("zonename", S), ("serial", q), ("count", I)],
-        "peer_pools" => vec![
-            ("peer_id", I),
-            ("cl_active_cancel_req", I),
-            ("cl_waiting_cancel_req", I),
-            ("sv_active_cancel", I),
-            ("sv_login", I),
-        ],
         _ => vec![
             ("fd", I),
             ("task", S),

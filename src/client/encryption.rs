@@ -51,6 +51,12 @@ pub async fn negotiate(
     }
     loop {
         while rbuf.len() < 8 {
+            // only an 8-byte SSLRequest/GSSENCRequest is ours: any other announced length
+            // (4, 0, negative, a StartupMessage) goes to read_first_packet at once, which
+            // refuses the impossible ones without waiting for bytes that may never come
+            if rbuf.len() >= 4 && rbuf[..4] != [0, 0, 0, 8] {
+                return Negotiated::Ready(ClientStream::Tcp(tcp));
+            }
             rbuf.reserve(256);
             match tcp.read_buf(rbuf).await {
                 // read_first_packet reports the short packet or the silent probe

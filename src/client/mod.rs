@@ -1,5 +1,6 @@
 //! One task per client: startup, login, welcome, then forwarding (session pooling).
 
+mod cancel_route;
 pub mod encryption;
 pub mod error;
 pub mod link;
@@ -43,6 +44,10 @@ pub async fn serve(
     let span = tracing::info_span!("client", id, addr = %peer, db = tracing::field::Empty, user = tracing::field::Empty);
     async move {
         let _count = app.count_client();
+        if let ClientStream::Tcp(s) = &stream {
+            // tcp_keepalive & co., as PgBouncer's tune_socket does for every accepted client
+            crate::net::sockopt::TcpOptions::from_settings(&app.config().settings).apply(s);
+        }
         let mut rbuf = BytesMut::with_capacity(1024);
         let tls = app.client_tls.current();
         let negotiated = tokio::time::timeout_at(
@@ -103,9 +108,14 @@ async fn serve_inner(
     .map_err(|_| LOGIN_TIMEOUT)??;
     let req = match first {
         FirstPacket::Cancel { pid, key } => {
-            app.cancels
-                .cancel(pid, &key, settings.server_connect_timeout)
-                .await;
+            crate::client::cancel_route::handle(
+                &app.cancels,
+                &app.peer_cancels,
+                &config,
+                pid,
+                &key,
+            )
+            .await;
             return Ok(());
         }
         FirstPacket::Startup(req) => req,
@@ -230,7 +240,9 @@ async fn admin_console(
         .client_registry
         .register(new_client(id, req, stream, None));
     let entry = registration.entry.clone();
-    let cancel = app.cancels.register();
+    let cancel = app
+        .cancels
+        .register(crate::pool::peers::own_peer_id(&app.config().settings));
     let mut out = BytesMut::with_capacity(256);
     backend::authentication_ok(&mut out);
     crate::admin::welcome(&mut out);
@@ -346,7 +358,9 @@ async fn welcome_and_run(
             params
         }
     };
-    let registration = app.cancels.register();
+    let registration = app
+        .cancels
+        .register(crate::pool::peers::own_peer_id(&app.config().settings));
     let mut out = BytesMut::with_capacity(512);
     backend::authentication_ok(&mut out);
     let mut client_params = ParamSet::new();

@@ -8,6 +8,7 @@ pub mod enums;
 pub mod error;
 pub mod ini;
 mod resolve;
+mod secret_files;
 pub mod settings;
 mod settings_api;
 pub mod users_section;

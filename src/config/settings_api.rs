@@ -23,17 +23,9 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "dns_nxdomain_ttl",
     "dns_zone_check_period",
     "login_notify_message",
-    "peer_id",
     "pool_idle_timeout",
     "resolv_conf",
-    "so_reuseport",
     "tcp_defer_accept",
-    "tcp_keepalive",
-    "tcp_keepcnt",
-    "tcp_keepidle",
-    "tcp_keepintvl",
-    "tcp_socket_buffer",
-    "tcp_user_timeout",
 ];
 
 /// One SHOW CONFIG row (`key`, `value`, `default`, `changeable`). `None` is SQL NULL.

@@ -289,7 +289,7 @@ fn validate_rejects_what_cannot_start() {
     assert!(dir.load("m.ini").expect("loads").validate().is_err());
     dir.write(
         "ok.ini",
-        "[pgbouncer]\nmetrics_addr = 0.0.0.0:9127\nso_reuseport = 1\nauth_file = u\n",
+        "[pgbouncer]\nmetrics_addr = 0.0.0.0:9127\ndisable_pqexec = 1\nauth_file = u\n",
     );
     let warnings = dir
         .load("ok.ini")
@@ -297,7 +297,7 @@ fn validate_rejects_what_cannot_start() {
         .validate()
         .expect("valid");
     assert!(
-        warnings.iter().any(|w| w.contains("so_reuseport")),
+        warnings.iter().any(|w| w.contains("disable_pqexec")),
         "{warnings:?}"
     );
 }

@@ -83,6 +83,9 @@ impl Config {
                 .iter()
                 .map(|w| format!("auth_file: {w}")),
         );
+        warnings.extend(super::secret_files::warnings(s.auth_file.as_deref(), |v| {
+            std::env::var(v).ok()
+        }));
         for name in s.not_yet_implemented() {
             warnings.push(format!(
                 "setting {name} is accepted but not implemented yet; its value is ignored"

@@ -82,8 +82,8 @@ async fn bind_tcp(settings: &Settings, port: u16) -> Result<Vec<TcpListener>, Li
         let addr = addr.as_str();
         if addr == "*" {
             // IPv6 first: on Linux it is dual-stack, and then the IPv4 bind may fail; fine.
-            let v6 = TcpListener::bind(("::", port)).await;
-            let v4 = TcpListener::bind(("0.0.0.0", port)).await;
+            let v6 = bind_one(settings, ("::", port)).await;
+            let v4 = bind_one(settings, ("0.0.0.0", port)).await;
             match (v6, v4) {
                 (Err(e), Err(_)) => {
                     return Err(ListenError {
@@ -94,7 +94,7 @@ async fn bind_tcp(settings: &Settings, port: u16) -> Result<Vec<TcpListener>, Li
                 (a, b) => tcp.extend(a.into_iter().chain(b)),
             }
         } else {
-            let l = TcpListener::bind((addr, port))
+            let l = bind_one(settings, (addr, port))
                 .await
                 .map_err(|e| ListenError {
                     what: format!("{addr}:{port}"),
@@ -104,6 +104,31 @@ async fn bind_tcp(settings: &Settings, port: u16) -> Result<Vec<TcpListener>, Li
         }
     }
     Ok(tcp)
+}
+
+/// Binds one TCP listener with PgBouncer's socket options: `SO_REUSEADDR` always,
+/// `SO_REUSEPORT` with `so_reuseport = 1` (several processes share the port and the kernel
+/// spreads connections over them), and `listen_backlog`. Names resolving to several addresses
+/// bind the first that works, like `TcpListener::bind`.
+async fn bind_one(settings: &Settings, addr: (&str, u16)) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if settings.so_reuseport {
+            socket.set_reuseport(true)?;
+        }
+        let backlog = u32::try_from(settings.listen_backlog.max(1)).unwrap_or(128);
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrNotAvailable.into()))
 }
 
 impl Listeners {

@@ -7,5 +7,6 @@ pub mod listener;
 pub mod read_message;
 pub mod relay;
 pub mod server_tls;
+pub mod sockopt;
 pub mod stream;
 pub mod tls_protocols;

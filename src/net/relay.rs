@@ -25,6 +25,8 @@ use crate::protocol::framing::peek_header;
 
 /// Smallest free space kept in a read buffer before reading; also its first allocation.
 const READ_CHUNK: usize = 16 * 1024;
+/// Largest empty read buffer a pump keeps from a previous link (see [`Pump::with_pending`]).
+const KEEP_IDLE_CAPACITY: usize = 4 * READ_CHUNK;
 /// Iterations of the pump loop before yielding to other tasks.
 const YIELD_BUDGET: u32 = 64;
 
@@ -147,9 +149,12 @@ impl Pump {
         }
     }
 
-    /// Takes bytes that were read before the relay started (e.g. during login) as input.
+    /// Takes bytes that were read before the relay started (e.g. during login) as input. An
+    /// empty buffer is taken too, for its capacity: a server's buffer from its previous link
+    /// then serves this one, instead of a new 16 KiB at every transaction; one a big message
+    /// grew is let go.
     pub fn with_pending(mut self, pending: BytesMut) -> Pump {
-        if !pending.is_empty() {
+        if !pending.is_empty() || pending.capacity() <= KEEP_IDLE_CAPACITY {
             self.rbuf = pending;
         }
         self
@@ -390,4 +395,23 @@ where
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_pending_buffer_keeps_its_capacity() {
+        let kept =
+            Pump::new(Dir::ToClient, 1 << 20).with_pending(BytesMut::with_capacity(READ_CHUNK));
+        assert!(kept.rbuf.capacity() >= READ_CHUNK);
+        let big = BytesMut::with_capacity(KEEP_IDLE_CAPACITY + 1);
+        let dropped = Pump::new(Dir::ToClient, 1 << 20).with_pending(big);
+        assert_eq!(dropped.rbuf.capacity(), 0);
+        let mut data = BytesMut::with_capacity(KEEP_IDLE_CAPACITY + 1);
+        data.extend_from_slice(b"Z");
+        let pending = Pump::new(Dir::ToClient, 1 << 20).with_pending(data);
+        assert_eq!(&pending.rbuf[..], b"Z");
+    }
 }

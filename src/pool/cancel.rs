@@ -128,15 +128,15 @@ impl Drop for CancelRegistration<'_> {
 }
 
 impl CancelRegistry {
-    /// Issues a fresh random key for a client.
-    pub fn register(&self) -> CancelRegistration<'_> {
+    /// Issues a fresh random key for a client, stamped with `peer_id` when peering is on.
+    pub fn register(&self, peer_id: u16) -> CancelRegistration<'_> {
         let mut rng = rand::thread_rng();
         let mut map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let pid = (rng.next_u32() & 0x7fff_ffff) as i32;
             let mut secret = [0u8; 4];
             rng.fill_bytes(&mut secret);
-            let key = (pid, secret);
+            let key = crate::pool::peers::stamp(pid, secret, peer_id);
             if let std::collections::hash_map::Entry::Vacant(e) = map.entry(key) {
                 let slot = Arc::new(CancelSlot::default());
                 e.insert(slot.clone());

@@ -24,6 +24,8 @@ pub struct Upstream<'a> {
     /// A clone of the current connector (cheap: an `Arc` inside), so a reload can swap it.
     pub tls: Option<tokio_rustls::TlsConnector>,
     pub registry: &'a PoolRegistry,
+    /// TCP options of the current configuration for new server sockets.
+    pub tcp: crate::net::sockopt::TcpOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +272,7 @@ impl Pool {
             sslmode: self.def.sslmode,
             tls: up.tls.as_ref(),
             connect_timeout: self.def.server_connect_timeout,
+            tcp: up.tcp,
         };
         let started = Instant::now();
         let in_flight = LoginInFlight::start(&self.servers);
@@ -289,11 +292,17 @@ impl Pool {
                 self.servers.transition(&entry, ServerState::Active);
                 self.record_login_result(None);
                 self.set_welcome_once(&conn.params);
-                tracing::info!(
-                    db = %self.def.db_name, user = %self.def.login_user, server = conn.id, %address,
-                    transport = conn.stream.transport_name(), gss = connected.gss_authenticated,
-                    ms = started.elapsed().as_millis() as u64, "new server connection"
-                );
+                // PgBouncer logs this only with log_connections; -v still shows it
+                if self.def.log_connections {
+                    tracing::info!(
+                        db = %self.def.db_name, user = %self.def.login_user, server = conn.id,
+                        %address, transport = conn.stream.transport_name(),
+                        gss = connected.gss_authenticated,
+                        ms = started.elapsed().as_millis() as u64, "new server connection"
+                    );
+                } else {
+                    tracing::debug!(server = conn.id, %address, "new server connection");
+                }
                 if let Some(q) = &self.def.connect_query {
                     if let Err(e) = run_simple(&mut conn, q, self.def.server_connect_timeout).await
                     {

@@ -43,6 +43,8 @@ pub struct PoolDef {
     pub server_check_query: String,
     pub server_check_delay: Duration,
     pub connect_query: Option<String>,
+    /// `log_connections`: PgBouncer logs a new server connection only when it is set.
+    pub log_connections: bool,
     pub gss_negotiate: GssNegotiate,
     pub gssencmode: GssEncMode,
     pub sslmode: SslMode,
@@ -117,6 +119,7 @@ impl PoolDef {
             server_check_query: s.server_check_query.clone(),
             server_check_delay: s.server_check_delay,
             connect_query: db.connect_query.clone(),
+            log_connections: s.log_connections,
             gss_negotiate: config.gss_negotiate_for(db),
             gssencmode: config.gssencmode_for(db),
             sslmode: s.server_tls_sslmode,

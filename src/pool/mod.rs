@@ -7,6 +7,7 @@ pub mod clients;
 pub mod counts;
 pub mod def;
 pub mod janitor;
+pub mod peers;
 pub mod pooled;
 pub mod registry;
 pub mod state;

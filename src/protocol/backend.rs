@@ -377,4 +377,12 @@ mod tests {
                 .is_empty()
         );
     }
+
+    /// PgBouncer's CVE-2026-6666: an ErrorResponse without a SQLSTATE field crashed it.
+    #[test]
+    fn an_error_without_sqlstate_parses_with_an_empty_code() {
+        let f = parse_error_fields(b"E\0\0\0\x12SFATAL\0Mboom\0\0").expect("parses");
+        assert!(f.code.is_empty());
+        assert_eq!(f.message, "boom");
+    }
 }

@@ -142,6 +142,21 @@ mod tests {
     use crate::protocol::startup::{StartupPacket, parse_startup};
     use postgres_protocol::message::frontend as pg;
 
+    /// PgBouncer's CVE-2026-6664: a SASLInitialResponse whose data length overflows the
+    /// packet crashed it; here every such length is an error.
+    #[test]
+    fn sasl_initial_response_lengths_past_the_packet_are_refused() {
+        for len in [i32::MAX, 1_000, 5, -2, i32::MIN] {
+            let mut body = b"SCRAM-SHA-256\0".to_vec();
+            body.extend(len.to_be_bytes());
+            body.extend(b"abcd");
+            let mut msg = vec![b'p'];
+            msg.extend((body.len() as u32 + 4).to_be_bytes());
+            msg.extend(&body);
+            assert!(parse_sasl_initial_response(&msg).is_err(), "length {len}");
+        }
+    }
+
     #[test]
     fn builders_match_postgres_protocol() {
         let (mut ours, mut theirs) = (BytesMut::new(), BytesMut::new());

@@ -32,6 +32,8 @@ pub struct ConnectSpec<'a> {
     pub sslmode: SslMode,
     pub tls: Option<&'a tokio_rustls::TlsConnector>,
     pub connect_timeout: Duration,
+    /// `tcp_keepalive` & co. for the new socket.
+    pub tcp: crate::net::sockopt::TcpOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +127,10 @@ async fn open_transport(spec: &ConnectSpec<'_>) -> Result<(ServerStream, bool), 
             }
             return Ok((ServerStream::Unix(s), false));
         }
-        RawSocket::Tcp(s) => s,
+        RawSocket::Tcp(s) => {
+            spec.tcp.apply(&s);
+            s
+        }
     };
     let tcp = match try_gssenc(spec, tcp).await? {
         Ok(stream) => return Ok((stream, true)),

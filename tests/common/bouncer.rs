@@ -164,6 +164,17 @@ impl BouncerConfig {
     pub fn start(self) -> Bouncer {
         Bouncer::start_with(self.ini_template(), self.users_txt(), self.args, self.env)
     }
+
+    /// Like [`BouncerConfig::start`], on a given port.
+    pub fn start_on_port(self, port: u16) -> Bouncer {
+        Bouncer::start_on_port(
+            self.ini_template(),
+            self.users_txt(),
+            self.args,
+            self.env,
+            port,
+        )
+    }
 }
 
 /// Substitutes `@DIR@` and `@PORT@`.
@@ -212,56 +223,87 @@ impl Bouncer {
         let dir = new_dir("krbouncer-test.");
         let mut last_log = String::new();
         for _attempt in 0..3 {
-            let port = free_port();
-            write(&dir.join("pgbouncer.ini"), &fill(&ini, &dir, port));
-            write(&dir.join("users.txt"), &fill(&users_txt, &dir, port));
-            let log_path = dir.join("krbouncer.log");
-            let log = match File::create(&log_path) {
-                Ok(f) => f,
-                Err(e) => panic!("creating {}: {e}", log_path.display()),
-            };
-            let log2 = match log.try_clone() {
-                Ok(f) => f,
-                Err(e) => panic!("cloning log handle: {e}"),
-            };
-            let mut cmd = Command::new(krbouncer_bin());
-            cmd.args(&args)
-                .arg(dir.join("pgbouncer.ini"))
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2);
-            for (k, v) in &env {
-                cmd.env(k, v);
-            }
-            let child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => panic!("spawning {}: {e}", krbouncer_bin()),
-            };
-            let mut b = Bouncer {
-                child: Some(child),
-                dir: dir.clone(),
-                port,
-            };
-            match b.wait_ready() {
-                Ok(()) => return b,
-                Err(exited) => {
-                    last_log = b.log();
-                    let in_use = last_log.to_lowercase().contains("in use");
-                    if !(exited && in_use) {
-                        panic!(
-                            "krbouncer did not start (dir {}):\n{last_log}",
-                            dir.display()
-                        );
-                    }
-                }
+            match Self::try_start(&dir, &ini, &users_txt, &args, &env, free_port(), false) {
+                Ok(b) => return b,
+                Err(log) => last_log = log,
             }
         }
         panic!("krbouncer could not bind a port in 3 tries:\n{last_log}");
     }
 
+    /// Starts krbouncer on a port chosen by the caller (several processes sharing one port
+    /// with `so_reuseport`); panics with its log if it does not come up.
+    pub fn start_on_port(
+        ini: String,
+        users_txt: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        port: u16,
+    ) -> Bouncer {
+        let dir = new_dir("krbouncer-test.");
+        match Self::try_start(&dir, &ini, &users_txt, &args, &env, port, true) {
+            Ok(b) => b,
+            Err(log) => panic!("krbouncer did not start on port {port}:\n{log}"),
+        }
+    }
+
+    /// One start attempt on `port`: Ok once it accepts, Err(log) if it exited because the
+    /// address was in use; panics on any other failure. With `shared_port` another process
+    /// may answer on the TCP port, so readiness is also checked on this one's unix socket.
+    fn try_start(
+        dir: &Path,
+        ini: &str,
+        users_txt: &str,
+        args: &[String],
+        env: &[(String, String)],
+        port: u16,
+        shared_port: bool,
+    ) -> Result<Bouncer, String> {
+        write(&dir.join("pgbouncer.ini"), &fill(ini, dir, port));
+        write(&dir.join("users.txt"), &fill(users_txt, dir, port));
+        let log_path = dir.join("krbouncer.log");
+        let log = match File::create(&log_path) {
+            Ok(f) => f,
+            Err(e) => panic!("creating {}: {e}", log_path.display()),
+        };
+        let log2 = match log.try_clone() {
+            Ok(f) => f,
+            Err(e) => panic!("cloning log handle: {e}"),
+        };
+        let mut cmd = Command::new(krbouncer_bin());
+        cmd.args(args)
+            .arg(dir.join("pgbouncer.ini"))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("spawning {}: {e}", krbouncer_bin()),
+        };
+        let mut b = Bouncer {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            port,
+        };
+        match b.wait_ready(shared_port) {
+            Ok(()) => Ok(b),
+            Err(exited) => {
+                let log = b.log();
+                if !(exited && log.to_lowercase().contains("in use")) {
+                    panic!("krbouncer did not start (dir {}):\n{log}", dir.display());
+                }
+                Err(log)
+            }
+        }
+    }
+
     /// Ok once the port accepts; Err(true) if the process exited, Err(false) on timeout.
-    fn wait_ready(&mut self) -> Result<(), bool> {
+    fn wait_ready(&mut self, own_unix_socket: bool) -> Result<(), bool> {
+        let socket = self.dir.join(format!(".s.PGSQL.{}", self.port));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -270,7 +312,9 @@ impl Bouncer {
                     return Err(true);
                 }
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && (!own_unix_socket || std::os::unix::net::UnixStream::connect(&socket).is_ok())
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {

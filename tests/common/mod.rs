@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod bouncer;
 pub mod client;
+pub mod faultproxy;
+pub mod forwarder;
 pub mod kdc;
 pub mod pg;
 pub mod pgbench;
