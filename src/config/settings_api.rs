@@ -337,9 +337,9 @@ mod tests {
     fn not_yet_implemented_lists_changed_settings() {
         let mut s = Settings::default();
         assert!(s.not_yet_implemented().is_empty());
-        s.set("so_reuseport", "1").expect("set");
+        s.set("disable_pqexec", "1").expect("set");
         s.set("stats_period", "60").expect("same as default");
-        assert_eq!(s.not_yet_implemented(), vec!["so_reuseport"]);
+        assert_eq!(s.not_yet_implemented(), vec!["disable_pqexec"]);
         for name in NOT_YET_IMPLEMENTED {
             assert!(Settings::is_known(name), "{name}");
         }
