@@ -3,7 +3,8 @@
 #
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, and is a fast
 # no-op when everything is present. Also makes the Python venv with kubernetes-validate that
-# tests/deploy.rs uses (KRBOUNCER_CI_VENV, default /opt/krbouncer-ci/venv). PostgreSQL is installed without creating the default
+# tests/deploy.rs uses (KRBOUNCER_CI_VENV, default /opt/krbouncer-ci/venv).
+# PostgreSQL is installed without creating the default
 # cluster, so nothing starts on :5432 (the tests run their own clusters on free ports).
 set -euo pipefail
 
