@@ -6,7 +6,9 @@
 //! `pgbouncer.ini` (ports, `%include`s, sockets, mounts), and that ini passes
 //! `krbouncer --check` with the mounted paths mapped into a temp dir. Every
 //! `deploy/examples/*.ini` passes `--check`; the image's health-check and drain scripts work
-//! against a real krbouncer process.
+//! against a real krbouncer process, and its ticket-refresh loop feeds a keytab-less krbouncer
+//! through a real KDC (the sidecar pattern). No container engine runs here; the image itself
+//! is not built by this test.
 //!
 //! The ServiceMonitor is a CRD the validator has no schema for: it reports "Couldn't find
 //! schema" for it, which is accepted for that kind only; its selector and port are checked
@@ -1114,4 +1116,95 @@ fn health_check_and_drain_scripts_work_against_krbouncer() {
     });
     assert!(drained, "drain script still running after krbouncer exited");
     assert!(drain.wait().expect("drain status").success());
+}
+
+/// Kills a child process (by its pid) when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ticket_refresh_sidecar_feeds_a_keytab_less_krbouncer() {
+    // The sidecar pattern with the real scripts and a real KDC: krbouncer gets only
+    // KRB5CCNAME=FILE:<shared cache>, no keytab; the image's ticket-refresh loop fills it.
+    use common::kdc::{KrbLab, LabOptions};
+    let lab = KrbLab::start(LabOptions::default());
+    let shared = tempfile::tempdir().expect("temp dir");
+    let cache = format!("FILE:{}/krb5cc", shared.path().display());
+    let ini = format!(
+        "[databases]\nairflow = host=localhost port={port} dbname=labdb user={princ}\n\
+         [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = @PORT@\nunix_socket_dir = @DIR@\n\
+         auth_type = md5\nauth_file = @DIR@/users.txt\nserver_login_retry = 0.2\n\
+         server_gssauth_negotiate = require\nserver_krb_spn = {spn}\n",
+        port = lab.pg_port(),
+        princ = lab.user_principal(),
+        spn = lab.spn(),
+    );
+    let env = vec![
+        (
+            "KRB5_CONFIG".to_string(),
+            lab.var("KRB5_CONFIG").to_string(),
+        ),
+        ("KRB5CCNAME".to_string(), cache.clone()),
+    ];
+    let b = Bouncer::start_with(
+        ini,
+        common::secrets::auth_file_line("app", "app-pw") + "\n",
+        vec![],
+        env,
+    );
+    let query = || {
+        b.psql(
+            "app",
+            "app-pw",
+            "airflow",
+            &[
+                "-tAc",
+                "SELECT gss_authenticated FROM pg_stat_gssapi WHERE pid = pg_backend_pid()",
+            ],
+        )
+    };
+    // Before the refresher ran there is no ticket: the login fails for want of credentials.
+    let out = query();
+    assert!(
+        !out.status.success(),
+        "logged in without any Kerberos credentials"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no usable Kerberos credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _refresher = KillOnDrop(
+        Command::new("bash")
+            .arg(repo().join("deploy/docker/ticket-refresh.sh"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("KRB5_CONFIG", lab.var("KRB5_CONFIG"))
+            .env("KRB5_PRINCIPAL", lab.user_principal())
+            .env("KRB5_CLIENT_KTNAME", lab.var("PGLAB_USER_KEYTAB"))
+            .env("KRB5CCNAME", &cache)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn ticket-refresh.sh"),
+    );
+    let mut last = None;
+    let ok = common::wait::until(Duration::from_secs(15), || {
+        let out = query();
+        let good = out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "t";
+        last = Some(out);
+        good
+    });
+    let last = last.expect("queried");
+    assert!(
+        ok,
+        "no GSSAPI login through the refreshed cache: {}\n{}",
+        String::from_utf8_lossy(&last.stderr),
+        b.log()
+    );
 }
