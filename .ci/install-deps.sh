@@ -2,7 +2,9 @@
 # install-deps.sh - system packages the krbouncer test suite needs (Debian/Ubuntu, as root).
 #
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, and is a fast
-# no-op when everything is present. PostgreSQL is installed without creating the default
+# no-op when everything is present. Also makes the Python venv with kubernetes-validate that
+# tests/deploy.rs uses (KRBOUNCER_CI_VENV, default /opt/krbouncer-ci/venv).
+# PostgreSQL is installed without creating the default
 # cluster, so nothing starts on :5432 (the tests run their own clusters on free ports).
 set -euo pipefail
 
@@ -17,7 +19,30 @@ PACKAGES=(
     libclang-dev                # bindgen for libgssapi-sys
     procps                      # pkill (tests/process_name.rs signals by process name)
     iproute2                    # ss (tests/tcp_options.rs reads socket options back)
+    python3-venv                # the kubernetes-validate venv (tests/deploy.rs)
 )
+# kubectl (tests/deploy.rs renders deploy/k8s with `kubectl kustomize`): Debian's package only
+# if none is installed. Note: bookworm's kubernetes-client is 1.20, whose kustomize (v2.0.3)
+# cannot read the overlays; tests/deploy.rs says so. Install kubectl >= 1.21 instead there.
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+
+KRBOUNCER_CI_VENV=${KRBOUNCER_CI_VENV:-/opt/krbouncer-ci/venv}
+# Pinned: the wheel carries the Kubernetes JSON schemas (1.25 ... 1.37), so validation is offline.
+KUBERNETES_VALIDATE=kubernetes-validate==1.37.0
+
+ensure_venv() {
+    if "$KRBOUNCER_CI_VENV/bin/python" -c 'import kubernetes_validate, yaml' 2>/dev/null; then
+        echo "install-deps: $KRBOUNCER_CI_VENV has kubernetes-validate"
+        return
+    fi
+    if [[ $EUID -ne 0 && ! -w $(dirname "$KRBOUNCER_CI_VENV") ]]; then
+        echo "install-deps: $KRBOUNCER_CI_VENV missing (run as root to create it)" >&2
+        exit 1
+    fi
+    echo "install-deps: creating $KRBOUNCER_CI_VENV with $KUBERNETES_VALIDATE"
+    /usr/bin/python3 -m venv "$KRBOUNCER_CI_VENV"
+    "$KRBOUNCER_CI_VENV/bin/pip" install --quiet --disable-pip-version-check "$KUBERNETES_VALIDATE"
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,6 +53,7 @@ done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-deps: all packages present"
+    ensure_venv
     exit 0
 fi
 
@@ -51,3 +77,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+ensure_venv

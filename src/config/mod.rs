@@ -80,7 +80,9 @@ impl Config {
     }
 
     /// Builds the typed config from ini items (no auth_file reading).
-    fn from_items(path: &Path, cwd: &Path, items: Vec<IniItem>) -> Result<Config, ConfigError> {
+    /// Builds a config from parsed ini items (`ini::parse_ini_text`); no file is read here
+    /// except what later loading steps name (the fuzz target uses it on arbitrary text).
+    pub fn from_items(path: &Path, cwd: &Path, items: Vec<IniItem>) -> Result<Config, ConfigError> {
         let settings = Settings {
             conffile: Some(path.display().to_string()),
             ..Settings::default()

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::gss::{GssError, GssPurpose, GssRuntime, GssTarget};
-pub use stream::{GssEncStream, MAX_PACKET};
+pub use stream::{Framed, GssEncStream, MAX_PACKET, packet_len, wrap_token_is_sealed};
 
 /// Upper bound for an ErrorResponse the server may send during negotiation.
 const MAX_HANDSHAKE_ERROR: usize = 8192;

@@ -97,25 +97,15 @@ impl<S> GssEncStream<S> {
 
     /// Unwrap the next complete packet in `rraw`; `None` when more bytes are needed.
     fn open_packet(&mut self) -> io::Result<Option<libgssapi::util::Buf>> {
-        if self.rraw.len() < LEN_WORD {
-            return Ok(None);
-        }
-        let len =
-            u32::from_be_bytes([self.rraw[0], self.rraw[1], self.rraw[2], self.rraw[3]]) as usize;
-        if len == 0 || len + LEN_WORD > MAX_PACKET {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "server sent a GSSENC packet of {len} bytes (limit {})",
-                    MAX_PACKET - LEN_WORD
-                ),
-            ));
-        }
-        if self.rraw.len() < LEN_WORD + len {
-            // room for the rest of this packet, so the next read can complete it
-            self.rraw.reserve(LEN_WORD + len - self.rraw.len());
-            return Ok(None);
-        }
+        let len = match packet_len(&self.rraw)? {
+            Framed::Complete(len) => len,
+            Framed::NeedLength => return Ok(None),
+            Framed::NeedBody(len) => {
+                // room for the rest of this packet, so the next read can complete it
+                self.rraw.reserve(LEN_WORD + len - self.rraw.len());
+                return Ok(None);
+            }
+        };
         let token = &self.rraw[LEN_WORD..LEN_WORD + len];
         match wrap_token_is_sealed(token) {
             Some(true) => {}
@@ -285,6 +275,40 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GssEncStream<S> {
 /// Header + padding + trailer bytes that `gss_wrap(conf=1)` adds to `n` bytes. Uses
 /// `gss_wrap_iov_length`, which has no side effects (a real `wrap` would consume a sequence
 /// number and desynchronise the server: "An expected per-message token was not received").
+/// How much of one GSSENC packet `raw` holds (sans-IO, so it can be fuzzed).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framed {
+    /// Fewer than 4 bytes: the length word is not there yet.
+    NeedLength,
+    /// The token is `len` bytes and not all of it has arrived.
+    NeedBody(usize),
+    /// A whole token of `len` bytes follows the length word.
+    Complete(usize),
+}
+
+/// Reads the length word of the packet at the start of `raw`; refuses empty packets and
+/// packets over [`MAX_PACKET`] before any byte of their body is buffered.
+pub fn packet_len(raw: &[u8]) -> io::Result<Framed> {
+    let Some(word) = raw.get(..LEN_WORD) else {
+        return Ok(Framed::NeedLength);
+    };
+    let len = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) as usize;
+    if len == 0 || len + LEN_WORD > MAX_PACKET {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "server sent a GSSENC packet of {len} bytes (limit {})",
+                MAX_PACKET - LEN_WORD
+            ),
+        ));
+    }
+    Ok(if raw.len() < LEN_WORD + len {
+        Framed::NeedBody(len)
+    } else {
+        Framed::Complete(len)
+    })
+}
+
 fn wrap_overhead(ctx: &mut ClientCtx, scratch: &mut [u8]) -> io::Result<usize> {
     let mut iovs = [
         GssIovFake::new(GssIovType::Header),
@@ -316,7 +340,7 @@ fn max_plaintext(ctx: &mut ClientCtx) -> io::Result<usize> {
 /// Whether a wrap token was encrypted (RFC 4121 "Sealed" flag, or RFC 1964/RC4 SEAL_ALG), read
 /// from its header; `None` for a format we do not know. libgssapi 0.11's `unwrap` does not
 /// return `conf_state`, so this is how we refuse integrity-only packets like libpq does.
-pub(crate) fn wrap_token_is_sealed(tok: &[u8]) -> Option<bool> {
+pub fn wrap_token_is_sealed(tok: &[u8]) -> Option<bool> {
     match tok {
         // RFC 4121 §4.2.6.2: TOK_ID 05 04, Flags (0x02 = Sealed), Filler ff, ...
         [0x05, 0x04, flags, 0xff, ..] if tok.len() >= 16 => Some(flags & 0x02 != 0),
