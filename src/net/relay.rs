@@ -502,34 +502,28 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn each_side_closing_is_reported_as_its_eof() {
+    /// Relays with one peer gone from the start: the client's if `client_gone`, else the
+    /// server's.
+    async fn relay_with_one_side_closed(client_gone: bool) -> RelayEnd {
         let (mut client, client_peer) = duplex(64);
-        let (mut server, _server_peer) = duplex(64);
-        let (mut c2s, mut s2c) = pumps(1 << 20);
-        drop(client_peer);
-        let end = relay(
-            &mut client,
-            &mut server,
-            &mut c2s,
-            &mut s2c,
-            &mut Recorder::default(),
-        )
-        .await;
-        assert!(matches!(end, RelayEnd::ClientEof), "{end:?}");
-
-        let (mut client, _client_peer) = duplex(64);
         let (mut server, server_peer) = duplex(64);
         let (mut c2s, mut s2c) = pumps(1 << 20);
-        drop(server_peer);
-        let end = relay(
-            &mut client,
-            &mut server,
-            &mut c2s,
-            &mut s2c,
-            &mut Recorder::default(),
-        )
-        .await;
+        let _kept = if client_gone {
+            drop(client_peer);
+            server_peer
+        } else {
+            drop(server_peer);
+            client_peer
+        };
+        let mut w = Recorder::default();
+        relay(&mut client, &mut server, &mut c2s, &mut s2c, &mut w).await
+    }
+
+    #[tokio::test]
+    async fn each_side_closing_is_reported_as_its_eof() {
+        let end = relay_with_one_side_closed(true).await;
+        assert!(matches!(end, RelayEnd::ClientEof), "{end:?}");
+        let end = relay_with_one_side_closed(false).await;
         assert!(matches!(end, RelayEnd::ServerEof), "{end:?}");
     }
 

@@ -376,6 +376,19 @@ mod tests {
         r
     }
 
+    /// A login against a server that answers the StartupMessage with `reply`; its error.
+    async fn refused_by(reply: BytesMut, negotiate: GssNegotiate) -> LoginError {
+        run_login(None, negotiate, move |mut s| {
+            tokio::spawn(async move {
+                read_startup(&mut s).await;
+                s.write_all(&reply).await.expect("reply");
+            })
+        })
+        .await
+        .err()
+        .expect("the login fails")
+    }
+
     #[tokio::test]
     async fn trust_login_collects_parameters_and_key() {
         let out = run_login(None, GssNegotiate::Disable, |mut s| {
@@ -414,24 +427,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_servers_error_is_returned_with_its_code() {
-        let e = run_login(None, GssNegotiate::Disable, |mut s| {
-            tokio::spawn(async move {
-                read_startup(&mut s).await;
-                let mut b = BytesMut::new();
-                backend::error_response(
-                    &mut b,
-                    Severity::Fatal,
-                    "28P01",
-                    "bad password",
-                    None,
-                    None,
-                );
-                s.write_all(&b).await.expect("error");
-            })
-        })
-        .await
-        .err()
-        .expect("refused");
+        let mut b = BytesMut::new();
+        backend::error_response(&mut b, Severity::Fatal, "28P01", "bad password", None, None);
+        let e = refused_by(b, GssNegotiate::Disable).await;
         match e {
             LoginError::Server(f) => assert_eq!(
                 (f.code.as_str(), f.message.as_str()),
@@ -443,17 +441,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_password_request_without_a_password_is_refused() {
-        let e = run_login(None, GssNegotiate::Disable, |mut s| {
-            tokio::spawn(async move {
-                read_startup(&mut s).await;
-                let mut b = BytesMut::new();
-                backend::authentication_cleartext_password(&mut b);
-                s.write_all(&b).await.expect("request");
-            })
-        })
-        .await
-        .err()
-        .expect("refused");
+        let mut b = BytesMut::new();
+        backend::authentication_cleartext_password(&mut b);
+        let e = refused_by(b, GssNegotiate::Disable).await;
         assert!(
             e.to_string()
                 .contains("no password available for user \"u\""),
@@ -463,15 +453,8 @@ mod tests {
 
     #[tokio::test]
     async fn gss_required_but_not_used_fails_at_ready_for_query() {
-        let e = run_login(None, GssNegotiate::Require, |mut s| {
-            tokio::spawn(async move {
-                read_startup(&mut s).await;
-                s.write_all(&welcome()).await.expect("welcome");
-            })
-        })
-        .await
-        .err()
-        .expect("refused");
+        let b = welcome();
+        let e = refused_by(b, GssNegotiate::Require).await;
         assert!(
             matches!(e, LoginError::Gss(GssLoginError::NotUsed)),
             "{e:?}"
@@ -480,15 +463,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_that_hangs_up_is_an_error_not_a_panic() {
-        let e = run_login(None, GssNegotiate::Disable, |mut s| {
-            tokio::spawn(async move {
-                read_startup(&mut s).await;
-                s.write_all(&[b'R', 0, 0]).await.expect("partial");
-            })
-        })
-        .await
-        .err()
-        .expect("eof");
+        let b = BytesMut::from(&[b'R', 0, 0][..]);
+        let e = refused_by(b, GssNegotiate::Disable).await;
         assert!(matches!(e, LoginError::Wire(_)), "{e:?}");
     }
 }
