@@ -10,24 +10,38 @@ use krbouncer::config::Config;
 use krbouncer::logging::{self, LogSetup};
 
 fn main() -> ExitCode {
-    let cmd = match cli::parse(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("krbouncer: {e}\n\n{USAGE}");
-            return ExitCode::from(1);
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
         }
-    };
+    }
+}
+
+/// Why the process stops with exit code 1: the whole line printed to stderr, once.
+struct Fatal(String);
+
+fn fatal(message: impl std::fmt::Display) -> Fatal {
+    Fatal(format!("FATAL {message}"))
+}
+
+/// The command line's `--version` / `--help` / `--check` answers go to stdout.
+#[allow(clippy::print_stdout)]
+fn run() -> Result<(), Fatal> {
+    let cmd = cli::parse(std::env::args().skip(1))
+        .map_err(|e| Fatal(format!("krbouncer: {e}\n\n{USAGE}")))?;
     let cli = match cmd {
         Command::Version => {
             println!(
                 "krbouncer {} (PgBouncer 1.25 compatible)",
                 env!("CARGO_PKG_VERSION")
             );
-            return ExitCode::SUCCESS;
+            return Ok(());
         }
         Command::Help => {
             print!("{USAGE}");
-            return ExitCode::SUCCESS;
+            return Ok(());
         }
         Command::Run(cli) => cli,
     };
@@ -36,59 +50,50 @@ fn main() -> ExitCode {
         .config
         .clone()
         .expect("invariant: Command::Run always carries a config path");
-    let config = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("FATAL cannot load config file: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let warnings = match config.validate() {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("FATAL cannot load config file: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    // TLS files and client_tls_* values are checked before anything binds (and by --check).
-    if let Err(e) = krbouncer::net::client_tls::build(
-        &krbouncer::net::client_tls::ClientTlsSettings::from_settings(&config.settings),
-    ) {
-        eprintln!("FATAL client TLS setup: {e}");
-        return ExitCode::from(1);
-    }
+    let (config, warnings) = load(&path)?;
     if cli.check {
         // a running pooler logs these at startup; --check shows them too
         for w in &warnings {
             eprintln!("WARNING {w}");
         }
         println!("configuration {} is valid", path.display());
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
     if cli.daemon && config.settings.pidfile.is_empty() {
-        eprintln!("FATAL pidfile is required when running as a daemon (-d)");
-        return ExitCode::from(1);
+        return Err(fatal("pidfile is required when running as a daemon (-d)"));
     }
     if let Some(user) = cli.user.as_deref().or(config.settings.user.as_deref()) {
-        if let Err(e) = krbouncer::process::switch_user(user) {
-            eprintln!("FATAL could not switch to user {user}: {e}");
-            return ExitCode::from(1);
-        }
+        krbouncer::process::switch_user(user)
+            .map_err(|e| fatal(format!("could not switch to user {user}: {e}")))?;
     }
     if cli.daemon && !krbouncer::process::is_daemon_child() {
-        return match krbouncer::process::spawn_daemon(&config.settings.pidfile) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("FATAL could not start daemon: {e}");
-                ExitCode::from(1)
-            }
-        };
+        return krbouncer::process::spawn_daemon(&config.settings.pidfile)
+            .map_err(|e| fatal(format!("could not start daemon: {e}")));
     }
+    init_logging(&cli, &config)?;
+    serve(config)
+}
+
+/// Loads and validates the config, TLS files and client_tls_* values included, before
+/// anything binds (and for --check).
+fn load(path: &Path) -> Result<(Config, Vec<String>), Fatal> {
+    let config = Config::load(path).map_err(|e| fatal(format!("cannot load config file: {e}")))?;
+    let warnings = config
+        .validate()
+        .map_err(|e| fatal(format!("cannot load config file: {e}")))?;
+    krbouncer::net::client_tls::build(
+        &krbouncer::net::client_tls::ClientTlsSettings::from_settings(&config.settings),
+    )
+    .map_err(|e| fatal(format!("client TLS setup: {e}")))?;
+    Ok((config, warnings))
+}
+
+fn init_logging(cli: &cli::Cli, config: &Config) -> Result<(), Fatal> {
     let verbose = cli
         .verbose
         .saturating_add(config.settings.verbose.min(255) as u8);
     let json = config.settings.log_format == krbouncer::config::LogFormat::Json;
-    if let Err(e) = logging::init(LogSetup {
+    logging::init(LogSetup {
         logfile: &config.settings.logfile,
         quiet: cli.quiet,
         verbose,
@@ -96,37 +101,27 @@ fn main() -> ExitCode {
         syslog: config.settings.syslog,
         syslog_ident: &config.settings.syslog_ident,
         syslog_facility: &config.settings.syslog_facility,
-    }) {
-        eprintln!("FATAL cannot open log: {e}");
-        return ExitCode::from(1);
-    }
+    })
+    .map_err(|e| fatal(format!("cannot open log: {e}")))
+}
+
+/// Writes the pidfile, serves on a multi-threaded runtime until shutdown, removes the pidfile.
+fn serve(config: Config) -> Result<(), Fatal> {
     let pidfile = config.settings.pidfile.clone();
     if !pidfile.is_empty() {
-        if let Err(e) = std::fs::write(&pidfile, format!("{}\n", std::process::id())) {
-            eprintln!("FATAL cannot write pidfile {pidfile}: {e}");
-            return ExitCode::from(1);
-        }
+        std::fs::write(&pidfile, format!("{}\n", std::process::id()))
+            .map_err(|e| fatal(format!("cannot write pidfile {pidfile}: {e}")))?;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("FATAL cannot start runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+        .map_err(|e| fatal(format!("cannot start runtime: {e}")))?;
     let result = runtime.block_on(krbouncer::serve::run(config));
     if !pidfile.is_empty() {
         let _ = std::fs::remove_file(Path::new(&pidfile));
     }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("FATAL {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    result.map_err(|e| {
+        tracing::error!("{e:#}");
+        fatal(format!("{e:#}"))
+    })
 }

@@ -97,7 +97,7 @@ async fn session_state_is_reset_between_clients() {
 
 #[tokio::test]
 async fn clients_beyond_pool_size_wait_for_a_server() {
-    let b = bouncer(&[("default_pool_size", "2")]);
+    let b = common::admin::admin_config(&[("default_pool_size", "2")]).start();
     let (c1, t1) = session(&b).await;
     let (c2, t2) = session(&b).await;
     let p1 = backend_pid(&c1).await.expect("c1");
@@ -114,11 +114,18 @@ async fn clients_beyond_pool_size_wait_for_a_server() {
         let r = backend_pid(&c4).await;
         (r, c4)
     });
-    // Both must still be queued: the two servers are held by c1 and c2.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Both must be queued: the two servers are held by c1 and c2.
+    let queued = wait::until_async(Duration::from_secs(10), || async {
+        common::admin::show(&b, "SHOW POOLS")
+            .await
+            .num("database", "testdb", "cl_waiting")
+            == 2
+    })
+    .await;
     assert!(
-        !q3.is_finished() && !q4.is_finished(),
-        "pool_size=2 was exceeded"
+        queued && !q3.is_finished() && !q4.is_finished(),
+        "pool_size=2 was exceeded\n{}",
+        b.log()
     );
 
     drop(c1);
@@ -297,7 +304,13 @@ async fn server_lifetime_closes_old_servers() {
     let (c, t) = session(&b).await;
     let pid: i32 = backend_pid(&c).await.expect("pid").parse().expect("int");
     // Let the server age past its lifetime while in use; it must go on release.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let aged = wait::until(Duration::from_secs(10), || {
+        pg.psql_super(&format!(
+            "SELECT now() - backend_start > interval '1.2 seconds' \
+             FROM pg_stat_activity WHERE pid = {pid}"
+        )) == "t"
+    });
+    assert!(aged, "server {pid} never aged past 1.2 s");
     assert!(
         pg.backend_alive(pid),
         "server closed while its client used it"

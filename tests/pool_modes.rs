@@ -46,6 +46,37 @@ async fn pid(c: &tokio_postgres::Client) -> String {
         .expect("pid query")
 }
 
+/// Waits until PostgreSQL reports a query containing `marker` as running (it has reached the
+/// server, so a cancel can find it).
+async fn wait_running(marker: &str) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+         AND pid <> pg_backend_pid() AND query LIKE '%{marker}%'"
+    );
+    tokio::task::spawn_blocking(move || {
+        let pg = PgCluster::shared();
+        common::wait::until(Duration::from_secs(10), || pg.psql_super(&sql) != "0")
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Waits until the server backend of the client connected with `application_name` has been
+/// idle for longer than `secs` (its `state_change` says so).
+async fn wait_idle_longer_than(application_name: &str, secs: f64) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' \
+         AND application_name = '{application_name}' \
+         AND now() - state_change > interval '{secs} seconds'"
+    );
+    tokio::task::spawn_blocking(move || {
+        let pg = PgCluster::shared();
+        common::wait::until(Duration::from_secs(10), || pg.psql_super(&sql) != "0")
+    })
+    .await
+    .unwrap_or(false)
+}
+
 fn sqlstate_and_message(e: &tokio_postgres::Error) -> String {
     Failure::from_pg(e).to_string()
 }
@@ -289,12 +320,15 @@ async fn cancel_stops_a_running_query_in_transaction_mode() {
     let token = c.cancel_token();
     let started = std::time::Instant::now();
     let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            wait_running("cancel_in_transaction_mode").await,
+            "query never ran"
+        );
         token.cancel_query(tokio_postgres::NoTls).await
     });
     let e = tokio::time::timeout(
         Duration::from_secs(20),
-        c.simple_query("SELECT pg_sleep(30)"),
+        c.simple_query("SELECT pg_sleep(30) /* cancel_in_transaction_mode */"),
     )
     .await
     .expect("the cancel ended the query")
@@ -311,9 +345,12 @@ async fn cancel_for_an_idle_client_touches_nobody() {
     let idle = connect(&b).await;
     let busy = connect(&b).await;
     let token = idle.cancel_token();
-    let run =
-        tokio::spawn(async move { busy.simple_query("SELECT pg_sleep(1.5)").await.map(|_| ()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = tokio::spawn(async move {
+        busy.simple_query("SELECT pg_sleep(1.5) /* busy_beside_idle */")
+            .await
+            .map(|_| ())
+    });
+    assert!(wait_running("busy_beside_idle").await, "query never ran");
     token
         .cancel_query(tokio_postgres::NoTls)
         .await
@@ -351,13 +388,25 @@ async fn idle_transaction_timeout_applies_inside_transactions_only() {
     let b = config("transaction", 1)
         .set("idle_transaction_timeout", "1")
         .start();
-    let c = connect(&b).await;
+    let c = connect_with(&b, "application_name=idle_outside_tx").await;
     c.batch_execute("SELECT 1").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // idle past the timeout, outside a transaction
+    assert!(
+        wait_idle_longer_than("idle_outside_tx", 1.6).await,
+        "never idle\n{}",
+        b.log()
+    );
     c.batch_execute("BEGIN")
         .await
         .expect("idle outside a transaction is fine");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        b.wait_for_log(
+            "closing because: idle transaction timeout",
+            Duration::from_secs(20)
+        ),
+        "{}",
+        b.log()
+    );
     expect_disconnect(&c, "SELECT 1", "idle transaction timeout", &b).await;
 }
 
@@ -386,7 +435,14 @@ async fn client_idle_timeout_disconnects_idle_clients() {
         .start();
     let c = connect(&b).await;
     c.batch_execute("SELECT 1").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        b.wait_for_log(
+            "closing because: client_idle_timeout",
+            Duration::from_secs(20)
+        ),
+        "{}",
+        b.log()
+    );
     expect_disconnect(&c, "SELECT 1", "client_idle_timeout", &b).await;
 }
 

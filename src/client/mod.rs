@@ -6,6 +6,7 @@ pub mod error;
 pub mod link;
 pub mod login;
 pub mod startup;
+mod welcome;
 
 use std::sync::Arc;
 
@@ -16,21 +17,21 @@ use tracing::Instrument;
 use crate::admin::{AdminSession, access_for};
 use crate::client::encryption::Negotiated;
 use crate::client::error::{ClientError, send_error};
-use crate::client::link::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
+use crate::client::welcome::{finish_welcome, welcome_and_run};
 use crate::config::AuthType;
 use crate::config::connstr::ADMIN_DB;
 use crate::metrics::LoginFailures;
 use crate::net::stream::ClientStream;
-use crate::pool::clients::{ClientAddrs, ClientEntry, NewClient};
-use crate::pool::{Pool, ServerGuard};
+use crate::pool::Pool;
+use crate::pool::clients::{ClientAddrs, NewClient};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
     ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, CLIENT_UNEXPECTED_EOF,
     LOGIN_TIMEOUT, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled,
     no_such_database,
 };
-use crate::server::params::{ParamSet, tracked_names};
+use crate::server::params::tracked_names;
 use crate::shared::Shared;
 
 /// Serves one accepted connection to the end.
@@ -95,69 +96,19 @@ async fn serve_inner(
     let config = app.config();
     let settings = &config.settings;
     let tracked = tracked_names(&settings.tracked_extra_parameters());
-    let first = tokio::time::timeout_at(
-        login_deadline(settings.client_login_timeout),
-        read_first_packet(
-            stream,
-            &mut rbuf,
-            &tracked,
-            &settings.ignored_startup_parameters(),
-        ),
-    )
-    .await
-    .map_err(|_| LOGIN_TIMEOUT)??;
-    let req = match first {
-        FirstPacket::Cancel { pid, key } => {
-            crate::client::cancel_route::handle(
-                &app.cancels,
-                &app.peer_cancels,
-                &config,
-                pid,
-                &key,
-            )
-            .await;
-            return Ok(());
-        }
-        FirstPacket::Startup(req) => req,
-        FirstPacket::Gone => return Ok(()),
+    let Some(req) = first_request(app, stream, &mut rbuf, &tracked).await? else {
+        return Ok(());
     };
     let span = tracing::Span::current();
     span.record("db", req.database.as_str());
     span.record("user", req.user.as_str());
-    if tls_required && stream.is_plain_tcp() {
-        return Err(SSL_REQUIRED);
-    }
-    // the admin console is exempt from max_client_conn and stays open during shutdown
-    let to_admin = req.database == ADMIN_DB;
-    if !to_admin && app.client_count() > settings.max_client_conn as usize {
-        return Err(MAX_CLIENT_CONN);
-    }
-    if !to_admin && app.shutdown.is_stopping() {
-        return Err(SERVER_SHUTTING_DOWN);
-    }
+    let to_admin = admit(app, stream, &req, tls_required)?;
     negotiate_protocol(stream, &req).await?;
     if to_admin && req.user == "pgbouncer" && same_uid_over_unix(stream) {
         // PgBouncer's admin_pre_login: the process owner over the unix socket needs no password
         return admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin).await;
     }
-    let secret = config.auth_file.users.get(&req.user);
-    let authenticated = if settings.auth_type == AuthType::Cert {
-        cert_login(stream, &req.user)?
-    } else {
-        tokio::time::timeout_at(
-            login_deadline(settings.client_login_timeout),
-            login::authenticate(
-                stream,
-                &mut rbuf,
-                settings.auth_type,
-                &req.user,
-                secret,
-                settings.scram_iterations.max(1) as u32,
-            ),
-        )
-        .await
-        .map_err(|_| LOGIN_TIMEOUT)??
-    };
+    let authenticated = authenticate(&config, stream, &mut rbuf, &req).await?;
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
     if to_admin {
@@ -166,24 +117,7 @@ async fn serve_inner(
         };
         return admin_console(app, stream, rbuf, &req, id, access).await;
     }
-    let Some(db) = config.database_for(&req.database) else {
-        return Err(no_such_database(&req.database));
-    };
-    if app.pools.db_control(&db.name).is_disabled() {
-        return Err(database_disabled(&db.name));
-    }
-    if settings.auth_type == AuthType::Any && db.user.is_none() {
-        return Err(BOUNCER_CONFIG_ERROR);
-    }
-    if settings.log_connections {
-        tracing::info!(
-            tls = %stream.tls_description(),
-            "login attempt: db={} user={}",
-            req.database,
-            req.user
-        );
-    }
-    let pool = app.pools.get_or_create(&config, &db, &req.user);
+    let pool = pool_for(app, &config, stream, &req)?;
     if let Some(keys) = authenticated.scram_keys {
         if !pool.def.forced_user {
             pool.set_scram_keys(keys);
@@ -203,6 +137,121 @@ async fn serve_inner(
         );
     }
     result.map(|_| ())
+}
+
+/// The client's StartupMessage, within `client_login_timeout`; a CancelRequest is forwarded
+/// here and ends the connection (`None`), as does a client that leaves without a word.
+async fn first_request(
+    app: &Shared,
+    stream: &mut ClientStream,
+    rbuf: &mut BytesMut,
+    tracked: &[String],
+) -> Result<Option<StartupRequest>, ClientError> {
+    let config = app.config();
+    let settings = &config.settings;
+    let first = tokio::time::timeout_at(
+        login_deadline(settings.client_login_timeout),
+        read_first_packet(
+            stream,
+            rbuf,
+            tracked,
+            &settings.ignored_startup_parameters(),
+        ),
+    )
+    .await
+    .map_err(|_| LOGIN_TIMEOUT)??;
+    match first {
+        FirstPacket::Cancel { pid, key } => {
+            crate::client::cancel_route::handle(
+                &app.cancels,
+                &app.peer_cancels,
+                &config,
+                pid,
+                &key,
+            )
+            .await;
+            Ok(None)
+        }
+        FirstPacket::Startup(req) => Ok(Some(req)),
+        FirstPacket::Gone => Ok(None),
+    }
+}
+
+/// Refusals before authentication: TLS required, `max_client_conn`, shutting down. The admin
+/// console is exempt from the last two; returns whether this login is for it.
+fn admit(
+    app: &Shared,
+    stream: &ClientStream,
+    req: &StartupRequest,
+    tls_required: bool,
+) -> Result<bool, ClientError> {
+    if tls_required && stream.is_plain_tcp() {
+        return Err(SSL_REQUIRED);
+    }
+    let to_admin = req.database == ADMIN_DB;
+    let max_client_conn = app.config().settings.max_client_conn as usize;
+    if !to_admin && app.client_count() > max_client_conn {
+        return Err(MAX_CLIENT_CONN);
+    }
+    if !to_admin && app.shutdown.is_stopping() {
+        return Err(SERVER_SHUTTING_DOWN);
+    }
+    Ok(to_admin)
+}
+
+/// Client authentication per `auth_type`, within `client_login_timeout`.
+async fn authenticate(
+    config: &crate::config::Config,
+    stream: &mut ClientStream,
+    rbuf: &mut BytesMut,
+    req: &StartupRequest,
+) -> Result<login::Authenticated, ClientError> {
+    let settings = &config.settings;
+    if settings.auth_type == AuthType::Cert {
+        return cert_login(stream, &req.user);
+    }
+    let secret = config.auth_file.users.get(&req.user);
+    tokio::time::timeout_at(
+        login_deadline(settings.client_login_timeout),
+        login::authenticate(
+            stream,
+            rbuf,
+            settings.auth_type,
+            &req.user,
+            secret,
+            settings.scram_iterations.max(1) as u32,
+        ),
+    )
+    .await
+    .map_err(|_| LOGIN_TIMEOUT)?
+}
+
+/// The pool for an authenticated client: the database must exist and be enabled.
+fn pool_for(
+    app: &Shared,
+    config: &crate::config::Config,
+    stream: &ClientStream,
+    req: &StartupRequest,
+) -> Result<Arc<Pool>, ClientError> {
+    let settings = &config.settings;
+    let Some(db) = config.database_for(&req.database) else {
+        return Err(no_such_database(&req.database));
+    };
+    if app.pools.db_control(&db.name).is_disabled() {
+        return Err(database_disabled(&db.name));
+    }
+    if settings.auth_type == AuthType::Any && db.user.is_none() {
+        return Err(BOUNCER_CONFIG_ERROR);
+    }
+    if settings.log_connections {
+        tracing::info!(
+            tls = %stream.tls_description(),
+            "login attempt: db={} user={}",
+            req.database,
+            req.user
+        );
+    }
+    Ok(app.pools.get_or_create(config, &db, &req.user))
 }
 
 /// `auth_type = cert`: a TLS client certificate (already verified against
@@ -285,21 +334,6 @@ fn new_client(
     }
 }
 
-/// Ends a login: the client's BackendKeyData and ReadyForQuery after what `out` already holds
-/// (AuthenticationOk and ParameterStatus), sent in one write.
-async fn finish_welcome(
-    stream: &mut ClientStream,
-    mut out: BytesMut,
-    key: crate::pool::cancel::ClientKey,
-) -> Result<(), ClientError> {
-    backend::backend_key_data(&mut out, key.0, &key.1);
-    backend::ready_for_query(&mut out, b'I');
-    stream
-        .write_all(&out)
-        .await
-        .map_err(|_| CLIENT_UNEXPECTED_EOF)
-}
-
 fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     if timeout.is_zero() {
@@ -325,74 +359,4 @@ async fn negotiate_protocol(
         .write_all(&out)
         .await
         .map_err(|_| CLIENT_UNEXPECTED_EOF)
-}
-
-/// Sends AuthenticationOk, the pool's parameters (with the client's own tracked values),
-/// the client's BackendKeyData and ReadyForQuery, then forwards.
-async fn welcome_and_run(
-    app: &Arc<Shared>,
-    pool: Arc<Pool>,
-    stream: &mut ClientStream,
-    rbuf: BytesMut,
-    req: StartupRequest,
-    tracked: Vec<String>,
-    entry: Arc<ClientEntry>,
-) -> Result<String, ClientError> {
-    // Until a pool has logged in once it has no parameters to show: log in now, and keep
-    // that server for this client (as PgBouncer does, login errors surface at client login).
-    let mut linked: Option<ServerGuard> = None;
-    let welcome = match pool.welcome() {
-        Some(w) => w,
-        None => {
-            entry.start_waiting();
-            let upstream = app.upstream();
-            let checkout = tokio::select! {
-                r = pool.checkout(&upstream) => r,
-                reason = entry.killed() => return Err(reason),
-            };
-            let mut guard = checkout.map_err(checkout_error)?;
-            guard.link_client(entry.id);
-            entry.linked(guard.server_id());
-            let params = Arc::new(guard.conn().params.clone());
-            linked = Some(guard);
-            params
-        }
-    };
-    let registration = app
-        .cancels
-        .register(crate::pool::peers::own_peer_id(&app.config().settings));
-    let mut out = BytesMut::with_capacity(512);
-    backend::authentication_ok(&mut out);
-    let mut client_params = ParamSet::new();
-    for (name, value) in welcome.iter() {
-        let v = req.params.get(name).unwrap_or(value);
-        backend::parameter_status(&mut out, name, v);
-        if crate::server::params::is_tracked(name, &tracked) {
-            client_params.set(name, v);
-        }
-    }
-    for (name, value) in req.params.iter() {
-        if welcome.get(name).is_none() {
-            backend::parameter_status(&mut out, name, value);
-        }
-        client_params.set(name, value);
-    }
-    finish_welcome(stream, out, registration.key).await?;
-    let session = Session {
-        app,
-        pool,
-        stream,
-        rbuf,
-        params: client_params,
-        tracked,
-        cancel: registration.slot.clone(),
-        limits: SessionLimits::resolve(&app.config(), &req.user),
-        statements: Default::default(),
-        entry: entry.clone(),
-    };
-    // KILL / KILL_CLIENT: dropping the session drops its server guard, closing the server
-    tokio::select! {
-        reason = session.run(linked) => Ok(reason),
-        reason = entry.killed() => Err(reason),
-    }
 }

@@ -97,122 +97,151 @@ impl Reader<'_> {
             Some(nul) => &text[..nul],
             None => text,
         };
-        let line_at = |pos: usize| {
-            buf[..pos.min(buf.len())]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
-        };
-        let syntax = |pos: usize| ConfigError::at(path, line_at(pos), ConfigErrorKind::Syntax);
-        let mut p = 0;
-        while p < buf.len() {
-            while p < buf.len() && is_c_space(buf[p]) {
-                p += 1;
-            }
-            if p >= buf.len() {
-                break;
-            }
-            let start = p;
-            if buf[p..].starts_with(b"%include") && buf.get(p + 8).is_some_and(|&b| is_blank(b)) {
-                if level >= MAX_INCLUDE {
-                    return Err(ConfigError::at(
-                        path,
-                        line_at(start),
-                        ConfigErrorKind::IncludeTooDeep,
-                    ));
-                }
-                p += 8;
-                while p < buf.len() && is_blank(buf[p]) {
-                    p += 1;
-                }
-                let (value, next) = rest_of_line(buf, p);
-                p = next;
-                let target = PathBuf::from(String::from_utf8_lossy(value).into_owned());
-                tracing::debug!(file = %target.display(), "processing include");
-                self.read_file(&target, level + 1)
-                    .map_err(|e| e.located(path, line_at(start)))?;
+        let mut lx = Lexer { buf, p: 0, path };
+        loop {
+            lx.skip_while(is_c_space);
+            let Some(first) = lx.peek() else {
+                return Ok(());
+            };
+            let start = lx.p;
+            if lx.at_include() {
+                self.include(&mut lx, start, level)?;
                 continue;
             }
-            match buf[p] {
-                b'#' | b';' => {
-                    while p < buf.len() && buf[p] != b'\n' {
-                        p += 1;
-                    }
-                    continue;
-                }
-                b'[' => {
-                    p += 1;
-                    let name_start = p;
-                    while p < buf.len() && buf[p] != b']' && buf[p] != b'\n' {
-                        p += 1;
-                    }
-                    if p >= buf.len() || buf[p] != b']' {
-                        return Err(syntax(start));
-                    }
-                    let name = String::from_utf8_lossy(&buf[name_start..p]).into_owned();
-                    p += 1;
-                    let loc = Location::new(path, line_at(start));
-                    if !SECTIONS.contains(&name.as_str()) {
-                        return Err(ConfigError {
-                            location: Some(loc),
-                            kind: ConfigErrorKind::UnknownSection(name),
-                        });
-                    }
-                    self.section = Some(name.clone());
-                    self.items.push(IniItem::Section(name, loc));
-                    continue;
-                }
-                _ => {}
+            match first {
+                b'#' | b';' => lx.skip_while(|b| b != b'\n'),
+                b'[' => self.section(&mut lx, start)?,
+                _ => self.entry(&mut lx, start)?,
             }
-            let key = if buf[p] == b'\'' {
-                p += 1;
-                let key_start = p;
-                while p < buf.len() && buf[p] != b'\'' {
-                    p += 1;
-                }
-                if p >= buf.len() || p == key_start {
-                    return Err(syntax(start));
-                }
-                let key = &buf[key_start..p];
-                p += 1;
-                key
-            } else {
-                let key_start = p;
-                while p < buf.len() && is_key_char(buf[p]) {
-                    p += 1;
-                }
-                &buf[key_start..p]
-            };
-            while p < buf.len() && is_blank(buf[p]) {
-                p += 1;
-            }
-            if key.is_empty() || p >= buf.len() || buf[p] != b'=' {
-                return Err(syntax(start));
-            }
-            p += 1;
-            while p < buf.len() && is_blank(buf[p]) {
-                p += 1;
-            }
-            let (value, next) = rest_of_line(buf, p);
-            p = next;
-            let key = String::from_utf8_lossy(key).into_owned();
-            let location = Location::new(path, line_at(start));
-            let Some(section) = self.section.clone() else {
-                return Err(ConfigError {
-                    location: Some(location),
-                    kind: ConfigErrorKind::ValueWithoutSection(key),
-                });
-            };
-            let value = String::from_utf8_lossy(value).into_owned();
-            self.items.push(IniItem::Entry(IniEntry {
-                section,
-                key,
-                value,
-                location,
-            }));
         }
+    }
+
+    /// `%include FILE`: the file's items in place, errors located at this line.
+    fn include(
+        &mut self,
+        lx: &mut Lexer<'_>,
+        start: usize,
+        level: usize,
+    ) -> Result<(), ConfigError> {
+        if level >= MAX_INCLUDE {
+            return Err(lx.error_at(start, ConfigErrorKind::IncludeTooDeep));
+        }
+        lx.p += 8;
+        lx.skip_while(is_blank);
+        let value = lx.rest_of_line();
+        let target = PathBuf::from(String::from_utf8_lossy(value).into_owned());
+        tracing::debug!(file = %target.display(), "processing include");
+        self.read_file(&target, level + 1)
+            .map_err(|e| e.located(lx.path, lx.line_at(start)))
+    }
+
+    /// `[name]`: one of the known sections.
+    fn section(&mut self, lx: &mut Lexer<'_>, start: usize) -> Result<(), ConfigError> {
+        lx.p += 1;
+        let name_start = lx.p;
+        lx.skip_while(|b| b != b']' && b != b'\n');
+        if lx.peek() != Some(b']') {
+            return Err(lx.error_at(start, ConfigErrorKind::Syntax));
+        }
+        let name = String::from_utf8_lossy(&lx.buf[name_start..lx.p]).into_owned();
+        lx.p += 1;
+        let loc = Location::new(lx.path, lx.line_at(start));
+        if !SECTIONS.contains(&name.as_str()) {
+            return Err(ConfigError {
+                location: Some(loc),
+                kind: ConfigErrorKind::UnknownSection(name),
+            });
+        }
+        self.section = Some(name.clone());
+        self.items.push(IniItem::Section(name, loc));
         Ok(())
+    }
+
+    /// `key = value` (the key bare or in single quotes), inside a section.
+    fn entry(&mut self, lx: &mut Lexer<'_>, start: usize) -> Result<(), ConfigError> {
+        let syntax = |lx: &Lexer<'_>| lx.error_at(start, ConfigErrorKind::Syntax);
+        let key = if lx.peek() == Some(b'\'') {
+            lx.p += 1;
+            let key_start = lx.p;
+            lx.skip_while(|b| b != b'\'');
+            if lx.peek().is_none() || lx.p == key_start {
+                return Err(syntax(lx));
+            }
+            let key = &lx.buf[key_start..lx.p];
+            lx.p += 1;
+            key
+        } else {
+            let key_start = lx.p;
+            lx.skip_while(is_key_char);
+            &lx.buf[key_start..lx.p]
+        };
+        lx.skip_while(is_blank);
+        if key.is_empty() || lx.peek() != Some(b'=') {
+            return Err(syntax(lx));
+        }
+        lx.p += 1;
+        lx.skip_while(is_blank);
+        let value = lx.rest_of_line();
+        let key = String::from_utf8_lossy(key).into_owned();
+        let location = Location::new(lx.path, lx.line_at(start));
+        let Some(section) = self.section.clone() else {
+            return Err(ConfigError {
+                location: Some(location),
+                kind: ConfigErrorKind::ValueWithoutSection(key),
+            });
+        };
+        let value = String::from_utf8_lossy(value).into_owned();
+        self.items.push(IniItem::Entry(IniEntry {
+            section,
+            key,
+            value,
+            location,
+        }));
+        Ok(())
+    }
+}
+
+/// A position in one file's bytes, with the small moves the ini syntax needs.
+struct Lexer<'a> {
+    buf: &'a [u8],
+    p: usize,
+    path: &'a Path,
+}
+
+impl<'a> Lexer<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.p).copied()
+    }
+
+    fn skip_while(&mut self, pred: impl Fn(u8) -> bool) {
+        while self.peek().is_some_and(&pred) {
+            self.p += 1;
+        }
+    }
+
+    /// `%include` followed by a blank.
+    fn at_include(&self) -> bool {
+        self.buf[self.p..].starts_with(b"%include")
+            && self.buf.get(self.p + 8).is_some_and(|&b| is_blank(b))
+    }
+
+    /// The rest of the line (trailing whitespace removed); moves to the line's end.
+    fn rest_of_line(&mut self) -> &'a [u8] {
+        let (value, next) = rest_of_line(self.buf, self.p);
+        self.p = next;
+        value
+    }
+
+    fn line_at(&self, pos: usize) -> usize {
+        self.buf[..pos.min(self.buf.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error_at(&self, pos: usize, kind: ConfigErrorKind) -> ConfigError {
+        ConfigError::at(self.path, self.line_at(pos), kind)
     }
 }
 

@@ -399,7 +399,173 @@ where
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
     use super::*;
+    use crate::protocol::ProtocolError;
+    use crate::protocol::test_message as msg;
+
+    /// Sees Terminate ('X') and ReadyForQuery ('Z') whole; drops and stops at Terminate,
+    /// injects a NoticeResponse before every ReadyForQuery; records the tags it saw.
+    #[derive(Default)]
+    struct Recorder {
+        tags: Vec<(Dir, u8)>,
+    }
+
+    impl Watcher for Recorder {
+        fn wants_whole(&self, _dir: Dir, tag: u8) -> bool {
+            tag == b'X' || tag == b'Z'
+        }
+        fn on_message(
+            &mut self,
+            dir: Dir,
+            tag: u8,
+            _msg: &[u8],
+            inject: &mut Vec<Bytes>,
+        ) -> Verdict {
+            self.tags.push((dir, tag));
+            match tag {
+                b'X' => Verdict::DropAndStop,
+                _ => {
+                    inject.push(Bytes::from(msg(b'N', b"\0")));
+                    Verdict::Forward
+                }
+            }
+        }
+        fn on_tag(&mut self, dir: Dir, tag: u8, _inject: &mut Vec<Bytes>) {
+            self.tags.push((dir, tag));
+        }
+    }
+
+    fn pumps(max: usize) -> (Pump, Pump) {
+        (Pump::new(Dir::ToServer, max), Pump::new(Dir::ToClient, max))
+    }
+
+    #[tokio::test]
+    async fn forwards_both_ways_injects_and_stops_at_the_watchers_word() {
+        let (mut client, mut client_peer) = duplex(4096);
+        let (mut server, mut server_peer) = duplex(4096);
+        let (mut c2s, mut s2c) = pumps(1 << 20);
+        let mut w = Recorder::default();
+        let peers = tokio::spawn(async move {
+            let query = msg(b'Q', b"SELECT 1\0");
+            client_peer.write_all(&query).await.expect("client writes");
+            let mut got = vec![0u8; query.len()];
+            server_peer
+                .read_exact(&mut got)
+                .await
+                .expect("server reads");
+            assert_eq!(got, query, "the query reaches the server unchanged");
+            server_peer
+                .write_all(&msg(b'Z', b"I"))
+                .await
+                .expect("server writes");
+            let mut back = vec![0u8; 6 + 6];
+            client_peer
+                .read_exact(&mut back)
+                .await
+                .expect("client reads");
+            assert_eq!(back[..6], msg(b'N', b"\0")[..], "injected first");
+            assert_eq!(back[6..], msg(b'Z', b"I")[..]);
+            client_peer
+                .write_all(&msg(b'X', b""))
+                .await
+                .expect("terminate");
+            (client_peer, server_peer)
+        });
+        let end = relay(&mut client, &mut server, &mut c2s, &mut s2c, &mut w).await;
+        let _peers = peers.await.expect("peer task");
+        assert!(matches!(end, RelayEnd::ClientStop), "{end:?}");
+        assert_eq!(
+            w.tags,
+            vec![
+                (Dir::ToServer, b'Q'),
+                (Dir::ToClient, b'Z'),
+                (Dir::ToServer, b'X')
+            ]
+        );
+        assert!(c2s.is_idle() && s2c.is_idle());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_ends_the_relay_with_its_protocol_error() {
+        let (mut client, mut client_peer) = duplex(4096);
+        let (mut server, _server_peer) = duplex(4096);
+        let (mut c2s, mut s2c) = pumps(64);
+        let mut w = Recorder::default();
+        // announces 1000 bytes with a limit of 64: refused before anything is buffered
+        let mut big = vec![b'Q'];
+        big.extend_from_slice(&1000u32.to_be_bytes());
+        client_peer.write_all(&big).await.expect("client writes");
+        let end = relay(&mut client, &mut server, &mut c2s, &mut s2c, &mut w).await;
+        match end {
+            RelayEnd::ClientProtocol(e) => {
+                assert!(matches!(e, ProtocolError::TooLong { .. }), "{e:?}");
+                assert!(std::error::Error::source(&RelayEnd::ClientProtocol(e)).is_some());
+            }
+            other => panic!("expected ClientProtocol, got {other:?}"),
+        }
+    }
+
+    /// Relays with one peer gone from the start: the client's if `client_gone`, else the
+    /// server's.
+    async fn relay_with_one_side_closed(client_gone: bool) -> RelayEnd {
+        let (mut client, client_peer) = duplex(64);
+        let (mut server, server_peer) = duplex(64);
+        let (mut c2s, mut s2c) = pumps(1 << 20);
+        let _kept = if client_gone {
+            drop(client_peer);
+            server_peer
+        } else {
+            drop(server_peer);
+            client_peer
+        };
+        let mut w = Recorder::default();
+        relay(&mut client, &mut server, &mut c2s, &mut s2c, &mut w).await
+    }
+
+    #[tokio::test]
+    async fn each_side_closing_is_reported_as_its_eof() {
+        let end = relay_with_one_side_closed(true).await;
+        assert!(matches!(end, RelayEnd::ClientEof), "{end:?}");
+        let end = relay_with_one_side_closed(false).await;
+        assert!(matches!(end, RelayEnd::ServerEof), "{end:?}");
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_what_arrived_streams_through() {
+        let (mut client, mut client_peer) = duplex(1 << 16);
+        let (mut server, mut server_peer) = duplex(1 << 16);
+        let (mut c2s, mut s2c) = pumps(1 << 20);
+        let mut w = Recorder::default();
+        let body = vec![7u8; 100_000];
+        let data = msg(b'd', &body);
+        let expected = data.clone();
+        let peers = tokio::spawn(async move {
+            let writer = async {
+                client_peer.write_all(&data).await.expect("client writes");
+                client_peer
+                    .write_all(&msg(b'X', b""))
+                    .await
+                    .expect("terminate");
+                client_peer
+            };
+            let reader = async {
+                let mut got = vec![0u8; expected.len()];
+                server_peer
+                    .read_exact(&mut got)
+                    .await
+                    .expect("server reads");
+                assert_eq!(got, expected);
+                server_peer
+            };
+            tokio::join!(writer, reader)
+        });
+        let end = relay(&mut client, &mut server, &mut c2s, &mut s2c, &mut w).await;
+        let _ = peers.await.expect("peer task");
+        assert!(matches!(end, RelayEnd::ClientStop), "{end:?}");
+        assert_eq!(c2s.forwarded_bytes, 100_005);
+    }
 
     #[test]
     fn an_empty_pending_buffer_keeps_its_capacity() {

@@ -67,11 +67,11 @@ pub fn sweep(pool: &Pool) {
 fn mark_used(pool: &Pool) {
     let delay = pool.def.server_check_delay;
     pool.for_each_idle(|conn| {
-        if conn.last_used.elapsed() >= delay {
-            if conn.entry().state() == crate::pool::ServerState::Idle {
-                pool.servers
-                    .transition(conn.entry(), crate::pool::ServerState::Used);
-            }
+        if conn.last_used.elapsed() >= delay
+            && conn.entry().state() == crate::pool::ServerState::Idle
+        {
+            pool.servers
+                .transition(conn.entry(), crate::pool::ServerState::Used);
         }
     });
 }

@@ -222,3 +222,6 @@ impl Pool {
         self.next_address.fetch_add(1, Ordering::Relaxed) % n
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::auth::gss::GssSession;
 use crate::auth::md5::{md5_hash, md5_salted_response};
 use crate::auth::scram::{ScramClient, ScramClientCredentials};
 use crate::auth::secret::Secret;
@@ -81,14 +82,17 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     frontend::startup_message(&mut out, &params);
     write_flush(stream, &out).await?;
 
-    let mut outcome = LoginOutcome {
-        params: ParamSet::new(),
-        pid: 0,
-        key: Vec::new(),
-        gss_authenticated: req.gss.already_encrypted(),
+    let mut login = Login {
+        outcome: LoginOutcome {
+            params: ParamSet::new(),
+            pid: 0,
+            key: Vec::new(),
+            gss_authenticated: req.gss.already_encrypted(),
+        },
+        req,
+        scram: None,
+        gss_session: None,
     };
-    let mut scram: Option<ScramClient> = None;
-    let mut gss_session = None;
     loop {
         let mut raw = read_message(stream, rbuf).await?;
         if raw.first() == Some(&b'E') {
@@ -98,83 +102,47 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             .map_err(|e| WireError::Protocol(e.to_string()))?
             .ok_or_else(|| WireError::Protocol("truncated message".into()))?;
         out.clear();
+        if login.answer(msg, &mut out).await? {
+            return Ok(login.outcome);
+        }
+        if !out.is_empty() {
+            write_flush(stream, &out).await?;
+        }
+    }
+}
+
+/// One login in progress: what it needs and what it has learned so far.
+struct Login<'a> {
+    req: LoginRequest<'a>,
+    outcome: LoginOutcome,
+    scram: Option<ScramClient>,
+    gss_session: Option<GssSession>,
+}
+
+impl Login<'_> {
+    /// Handles one server message, appending the answer (if any) to `out`; true at
+    /// ReadyForQuery, when the login is done.
+    async fn answer(&mut self, msg: Message, out: &mut BytesMut) -> Result<bool, LoginError> {
         match msg {
-            Message::AuthenticationOk => {}
-            Message::AuthenticationCleartextPassword => {
-                refuse_password_if_gss_required(&req)?;
-                let Some(Secret::Plain(pw)) = req.secret else {
-                    return Err(LoginError::Auth(no_password_text(&req, "plain-text")));
-                };
-                frontend::password_message(&mut out, pw.as_bytes());
-            }
-            Message::AuthenticationMd5Password(body) => {
-                refuse_password_if_gss_required(&req)?;
-                let hash = match req.secret {
-                    Some(Secret::Plain(pw)) => md5_hash(req.user, pw),
-                    Some(Secret::Md5(h)) => h.clone(),
-                    _ => return Err(LoginError::Auth(no_password_text(&req, "MD5"))),
-                };
-                let resp = md5_salted_response(&hash, body.salt());
-                frontend::password_message(&mut out, resp.as_bytes());
-            }
-            Message::AuthenticationSasl(body) => {
-                refuse_password_if_gss_required(&req)?;
-                if !sasl_offers_scram(&body) {
-                    return Err(LoginError::Auth(
-                        "server offered no supported SASL mechanism".into(),
-                    ));
-                }
-                let creds = scram_credentials(&req)?;
-                let mut client = ScramClient::new(creds);
-                let first = client.client_first();
-                frontend::sasl_initial_response(&mut out, "SCRAM-SHA-256", &first);
-                scram = Some(client);
-            }
+            Message::AuthenticationOk | Message::NoticeResponse(_) => {}
+            Message::AuthenticationCleartextPassword => self.cleartext(out)?,
+            Message::AuthenticationMd5Password(body) => self.md5(body.salt(), out)?,
+            Message::AuthenticationSasl(body) => self.sasl_start(&body, out)?,
             Message::AuthenticationSaslContinue(body) => {
-                let Some(client) = scram.take() else {
-                    return Err(WireError::Protocol("unexpected SASLContinue".into()).into());
-                };
-                let data = body.data().to_vec();
-                // PBKDF2 with a plaintext password costs milliseconds: keep it off the workers.
-                let (client, reply) = tokio::task::spawn_blocking(move || {
-                    let mut client = client;
-                    let reply = client.handle_server_first(&data);
-                    (client, reply)
-                })
-                .await
-                .map_err(|e| LoginError::Auth(format!("SCRAM worker failed: {e}")))?;
-                let reply = reply
-                    .map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))?;
-                frontend::sasl_response(&mut out, &reply);
-                scram = Some(client);
+                self.sasl_continue(body.data(), out).await?
             }
-            Message::AuthenticationSaslFinal(body) => {
-                let Some(client) = scram.as_ref() else {
-                    return Err(WireError::Protocol("unexpected SASLFinal".into()).into());
-                };
-                client
-                    .verify_server_final(body.data())
-                    .map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))?;
-            }
+            Message::AuthenticationSaslFinal(body) => self.sasl_final(body.data())?,
             Message::AuthenticationGss => {
-                let token = req
-                    .gss
-                    .first_step(&mut gss_session)
-                    .await
-                    .map_err(LoginError::Gss)?;
-                if let Some(token) = token {
-                    frontend::gss_response(&mut out, &token);
-                }
+                let token = self.req.gss.first_step(&mut self.gss_session).await?;
+                gss_answer(token, out);
             }
             Message::AuthenticationGssContinue(body) => {
-                let token = req
+                let token = self
+                    .req
                     .gss
-                    .next_step(&mut gss_session, body.data())
-                    .await
-                    .map_err(LoginError::Gss)?;
-                if let Some(token) = token {
-                    frontend::gss_response(&mut out, &token);
-                }
+                    .next_step(&mut self.gss_session, body.data())
+                    .await?;
+                gss_answer(token, out);
             }
             Message::AuthenticationSspi
             | Message::AuthenticationKerberosV5
@@ -190,30 +158,108 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
                 let value = body
                     .value()
                     .map_err(|e| WireError::Protocol(e.to_string()))?;
-                outcome.params.set(name, value);
+                self.outcome.params.set(name, value);
             }
             Message::BackendKeyData(body) => {
-                outcome.pid = body.process_id();
-                outcome.key = body.secret_key().to_be_bytes().to_vec();
+                self.outcome.pid = body.process_id();
+                self.outcome.key = body.secret_key().to_be_bytes().to_vec();
             }
-            Message::NoticeResponse(_) => {}
             Message::ReadyForQuery(_) => {
-                if let Some(gss) = gss_session.as_ref() {
-                    if !req.gss.is_complete(gss) {
-                        return Err(GssLoginError::Incomplete.into());
-                    }
-                    outcome.gss_authenticated = true;
-                }
-                if req.gss.negotiate == GssNegotiate::Require && !outcome.gss_authenticated {
-                    return Err(GssLoginError::NotUsed.into());
-                }
-                return Ok(outcome);
+                self.ready()?;
+                return Ok(true);
             }
             _ => return Err(WireError::Protocol("unexpected message during login".into()).into()),
         }
-        if !out.is_empty() {
-            write_flush(stream, &out).await?;
+        Ok(false)
+    }
+
+    fn cleartext(&self, out: &mut BytesMut) -> Result<(), LoginError> {
+        refuse_password_if_gss_required(&self.req)?;
+        let Some(Secret::Plain(pw)) = self.req.secret else {
+            return Err(LoginError::Auth(no_password_text(&self.req, "plain-text")));
+        };
+        frontend::password_message(out, pw.as_bytes());
+        Ok(())
+    }
+
+    fn md5(&self, salt: [u8; 4], out: &mut BytesMut) -> Result<(), LoginError> {
+        refuse_password_if_gss_required(&self.req)?;
+        let hash = match self.req.secret {
+            Some(Secret::Plain(pw)) => md5_hash(self.req.user, pw),
+            Some(Secret::Md5(h)) => h.clone(),
+            _ => return Err(LoginError::Auth(no_password_text(&self.req, "MD5"))),
+        };
+        let resp = md5_salted_response(&hash, salt);
+        frontend::password_message(out, resp.as_bytes());
+        Ok(())
+    }
+
+    fn sasl_start(
+        &mut self,
+        body: &postgres_protocol::message::backend::AuthenticationSaslBody,
+        out: &mut BytesMut,
+    ) -> Result<(), LoginError> {
+        refuse_password_if_gss_required(&self.req)?;
+        if !sasl_offers_scram(body) {
+            return Err(LoginError::Auth(
+                "server offered no supported SASL mechanism".into(),
+            ));
         }
+        let creds = scram_credentials(&self.req)?;
+        let mut client = ScramClient::new(creds);
+        let first = client.client_first();
+        frontend::sasl_initial_response(out, "SCRAM-SHA-256", &first);
+        self.scram = Some(client);
+        Ok(())
+    }
+
+    async fn sasl_continue(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), LoginError> {
+        let Some(client) = self.scram.take() else {
+            return Err(WireError::Protocol("unexpected SASLContinue".into()).into());
+        };
+        let data = data.to_vec();
+        // PBKDF2 with a plaintext password costs milliseconds: keep it off the workers.
+        let (client, reply) = tokio::task::spawn_blocking(move || {
+            let mut client = client;
+            let reply = client.handle_server_first(&data);
+            (client, reply)
+        })
+        .await
+        .map_err(|e| LoginError::Auth(format!("SCRAM worker failed: {e}")))?;
+        let reply =
+            reply.map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))?;
+        frontend::sasl_response(out, &reply);
+        self.scram = Some(client);
+        Ok(())
+    }
+
+    fn sasl_final(&self, data: &[u8]) -> Result<(), LoginError> {
+        let Some(client) = self.scram.as_ref() else {
+            return Err(WireError::Protocol("unexpected SASLFinal".into()).into());
+        };
+        client
+            .verify_server_final(data)
+            .map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))
+    }
+
+    /// ReadyForQuery: GSSAPI, when used or required, must have finished.
+    fn ready(&mut self) -> Result<(), LoginError> {
+        if let Some(gss) = self.gss_session.as_ref() {
+            if !self.req.gss.is_complete(gss) {
+                return Err(GssLoginError::Incomplete.into());
+            }
+            self.outcome.gss_authenticated = true;
+        }
+        if self.req.gss.negotiate == GssNegotiate::Require && !self.outcome.gss_authenticated {
+            return Err(GssLoginError::NotUsed.into());
+        }
+        Ok(())
+    }
+}
+
+fn gss_answer(token: Option<Vec<u8>>, out: &mut BytesMut) {
+    if let Some(token) = token {
+        frontend::gss_response(out, &token);
     }
 }
 
@@ -264,5 +310,161 @@ fn no_password_text(req: &LoginRequest<'_>, method: &str) -> String {
             "cannot do {method} authentication: wrong password type ({})",
             s.kind()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    use super::*;
+    use crate::auth::gss::GssRuntime;
+    use crate::protocol::backend::{self, Severity};
+
+    /// Reads the untagged StartupMessage, then one tagged message per `expect_replies`.
+    async fn read_startup(s: &mut DuplexStream) -> Vec<u8> {
+        let len = s.read_u32().await.expect("startup length") as usize;
+        let mut rest = vec![0u8; len - 4];
+        s.read_exact(&mut rest).await.expect("startup body");
+        rest
+    }
+
+    async fn read_tagged(s: &mut DuplexStream) -> (u8, Vec<u8>) {
+        let tag = s.read_u8().await.expect("tag");
+        let len = s.read_u32().await.expect("length") as usize;
+        let mut body = vec![0u8; len - 4];
+        s.read_exact(&mut body).await.expect("body");
+        (tag, body)
+    }
+
+    fn welcome() -> BytesMut {
+        let mut b = BytesMut::new();
+        backend::authentication_ok(&mut b);
+        backend::parameter_status(&mut b, "server_version", "15.8");
+        backend::backend_key_data(&mut b, 42, &[0, 0, 0, 7]);
+        backend::ready_for_query(&mut b, b'I');
+        b
+    }
+
+    async fn run_login(
+        secret: Option<&Secret>,
+        negotiate: GssNegotiate,
+        server: impl FnOnce(DuplexStream) -> tokio::task::JoinHandle<()>,
+    ) -> Result<LoginOutcome, LoginError> {
+        let (mut client, server_end) = duplex(4096);
+        let task = server(server_end);
+        let rt = GssRuntime::new(1);
+        let req = LoginRequest {
+            user: "u",
+            database: "db",
+            extra_params: &[],
+            secret,
+            scram_keys: None,
+            gss: GssLogin {
+                negotiate,
+                target: None,
+                runtime: &rt,
+                deadline: Duration::from_secs(5),
+                encrypted: false,
+            },
+        };
+        let mut rbuf = BytesMut::new();
+        let r = login(&mut client, &mut rbuf, req).await;
+        task.await.expect("server task");
+        r
+    }
+
+    /// A login against a server that answers the StartupMessage with `reply`; its error.
+    async fn refused_by(reply: BytesMut, negotiate: GssNegotiate) -> LoginError {
+        run_login(None, negotiate, move |mut s| {
+            tokio::spawn(async move {
+                read_startup(&mut s).await;
+                s.write_all(&reply).await.expect("reply");
+            })
+        })
+        .await
+        .err()
+        .expect("the login fails")
+    }
+
+    #[tokio::test]
+    async fn trust_login_collects_parameters_and_key() {
+        let out = run_login(None, GssNegotiate::Disable, |mut s| {
+            tokio::spawn(async move {
+                let startup = read_startup(&mut s).await;
+                assert!(startup.windows(5).any(|w| w == b"user\0"));
+                s.write_all(&welcome()).await.expect("welcome");
+            })
+        })
+        .await
+        .expect("login");
+        assert_eq!(out.params.get("server_version"), Some("15.8"));
+        assert_eq!((out.pid, out.key.as_slice()), (42, &[0u8, 0, 0, 7][..]));
+        assert!(!out.gss_authenticated);
+    }
+
+    #[tokio::test]
+    async fn md5_is_answered_with_the_salted_hash() {
+        let secret = Secret::Plain("pw".into());
+        let out = run_login(Some(&secret), GssNegotiate::Disable, |mut s| {
+            tokio::spawn(async move {
+                read_startup(&mut s).await;
+                let mut b = BytesMut::new();
+                backend::authentication_md5_password(&mut b, [1, 2, 3, 4]);
+                s.write_all(&b).await.expect("md5 request");
+                let (tag, body) = read_tagged(&mut s).await;
+                let want = md5_salted_response(&md5_hash("u", "pw"), [1, 2, 3, 4]);
+                assert_eq!(tag, b'p');
+                assert_eq!(body.strip_suffix(&[0]), Some(want.as_bytes()));
+                s.write_all(&welcome()).await.expect("welcome");
+            })
+        })
+        .await;
+        assert!(out.is_ok(), "{:?}", out.err());
+    }
+
+    #[tokio::test]
+    async fn the_servers_error_is_returned_with_its_code() {
+        let mut b = BytesMut::new();
+        backend::error_response(&mut b, Severity::Fatal, "28P01", "bad password", None, None);
+        let e = refused_by(b, GssNegotiate::Disable).await;
+        match e {
+            LoginError::Server(f) => assert_eq!(
+                (f.code.as_str(), f.message.as_str()),
+                ("28P01", "bad password")
+            ),
+            other => panic!("expected the server's error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_password_request_without_a_password_is_refused() {
+        let mut b = BytesMut::new();
+        backend::authentication_cleartext_password(&mut b);
+        let e = refused_by(b, GssNegotiate::Disable).await;
+        assert!(
+            e.to_string()
+                .contains("no password available for user \"u\""),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn gss_required_but_not_used_fails_at_ready_for_query() {
+        let b = welcome();
+        let e = refused_by(b, GssNegotiate::Require).await;
+        assert!(
+            matches!(e, LoginError::Gss(GssLoginError::NotUsed)),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_hangs_up_is_an_error_not_a_panic() {
+        let b = BytesMut::from(&[b'R', 0, 0][..]);
+        let e = refused_by(b, GssNegotiate::Disable).await;
+        assert!(matches!(e, LoginError::Wire(_)), "{e:?}");
     }
 }
