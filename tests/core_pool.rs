@@ -1,7 +1,8 @@
 //! Pooling behaviour through krbouncer in session mode, as PgBouncer 1.25 does it: reuse and
 //! reset of server connections, pool size limits and queueing, query_wait_timeout,
 //! max_client_conn, database routing (unknown, forced user, `*` fallback), no leaks when a client
-//! vanishes mid-query, and server_lifetime / server_idle_timeout.
+//! vanishes mid-query, server_lifetime / server_idle_timeout, and server_check_query
+//! (`<empty>`, a query, disabled) keeping a healthy server.
 
 mod common;
 
@@ -327,4 +328,23 @@ async fn server_lifetime_closes_old_servers() {
         .await
         .expect("next");
     assert_ne!(next, pid.to_string());
+}
+
+#[tokio::test]
+async fn server_check_query_keeps_a_healthy_server() {
+    // server_check_delay = 0: every reuse is checked; "" disables the check
+    for check in [None, Some("select 1"), Some("")] {
+        let mut settings = vec![("default_pool_size", "1"), ("server_check_delay", "0")];
+        if let Some(q) = check {
+            settings.push(("server_check_query", q));
+        }
+        let b = bouncer(&settings);
+        let first = query_one(&b, USER, PASS, "testdb", "SELECT pg_backend_pid()").await;
+        let second = query_one(&b, USER, PASS, "testdb", "SELECT pg_backend_pid()").await;
+        match (first, second) {
+            (Ok(a), Ok(c)) => assert_eq!(a, c, "server_check_query={check:?}\n{}", b.log()),
+            other => panic!("{other:?}\n{}", b.log()),
+        }
+        assert!(!b.log().contains("server check failed"), "{}", b.log());
+    }
 }

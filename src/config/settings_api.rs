@@ -55,6 +55,26 @@ pub enum ServerCheck<'a> {
     Query(&'a str),
 }
 
+impl<'a> ServerCheck<'a> {
+    /// Reads a `server_check_query` value: "" disables the check, `<empty>` is an empty Query.
+    pub fn parse(value: &'a str) -> ServerCheck<'a> {
+        match value {
+            "" => ServerCheck::Disabled,
+            "<empty>" => ServerCheck::EmptyQuery,
+            q => ServerCheck::Query(q),
+        }
+    }
+
+    /// The SQL text to send, or None when disabled (an empty Query message for `<empty>`).
+    pub fn sql(self) -> Option<&'a str> {
+        match self {
+            ServerCheck::Disabled => None,
+            ServerCheck::EmptyQuery => Some(""),
+            ServerCheck::Query(q) => Some(q),
+        }
+    }
+}
+
 impl Default for Settings {
     /// PgBouncer's defaults.
     fn default() -> Settings {
@@ -186,11 +206,7 @@ impl Settings {
 
     /// How to interpret `server_check_query`.
     pub fn server_check(&self) -> ServerCheck<'_> {
-        match self.server_check_query.as_str() {
-            "" => ServerCheck::Disabled,
-            "<empty>" => ServerCheck::EmptyQuery,
-            q => ServerCheck::Query(q),
-        }
+        ServerCheck::parse(&self.server_check_query)
     }
 }
 

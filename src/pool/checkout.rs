@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::gss::GssRuntime;
-use crate::config::PoolMode;
+use crate::config::{PoolMode, ServerCheck};
 use crate::net::stream::IdleHealth;
 use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::{ErrorKind, PoolerError};
@@ -181,14 +181,15 @@ impl Pool {
                 if expired(&conn, self.def.server_lifetime) || entry.close_needed() {
                     continue;
                 }
-                if conn.last_used.elapsed() >= self.def.server_check_delay {
+                // `<empty>` (the default) is an empty Query message, not that text
+                let check = ServerCheck::parse(&self.def.server_check_query).sql();
+                if let (Some(sql), true) = (
+                    check,
+                    conn.last_used.elapsed() >= self.def.server_check_delay,
+                ) {
                     self.servers.transition(&entry, ServerState::Tested);
-                    if let Err(e) = run_simple(
-                        &mut conn,
-                        &self.def.server_check_query,
-                        self.def.server_connect_timeout,
-                    )
-                    .await
+                    if let Err(e) =
+                        run_simple(&mut conn, sql, self.def.server_connect_timeout).await
                     {
                         tracing::info!(server = conn.id, error = %e, "server check failed, closing");
                         continue;
