@@ -194,10 +194,27 @@ impl Settings {
 
     /// How to interpret `server_check_query`.
     pub fn server_check(&self) -> ServerCheck<'_> {
-        match self.server_check_query.as_str() {
+        ServerCheck::of(&self.server_check_query)
+    }
+}
+
+impl<'a> ServerCheck<'a> {
+    /// PgBouncer's reading of a `server_check_query` value: empty disables the check, the
+    /// literal `<empty>` (the default) sends an empty Query message, anything else is SQL.
+    pub fn of(query: &'a str) -> ServerCheck<'a> {
+        match query {
             "" => ServerCheck::Disabled,
             "<empty>" => ServerCheck::EmptyQuery,
             q => ServerCheck::Query(q),
+        }
+    }
+
+    /// The SQL text to send, `None` when checking is disabled.
+    pub fn sql(self) -> Option<&'a str> {
+        match self {
+            ServerCheck::Disabled => None,
+            ServerCheck::EmptyQuery => Some(""),
+            ServerCheck::Query(q) => Some(q),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::gss::GssRuntime;
-use crate::config::PoolMode;
+use crate::config::{PoolMode, ServerCheck};
 use crate::net::stream::IdleHealth;
 use crate::pool::{Pool, PoolRegistry, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::PoolerError;
@@ -205,16 +205,15 @@ impl Pool {
                 {
                     continue;
                 }
-                if conn.last_used.elapsed() >= self.def.server_check_delay {
+                let check = ServerCheck::of(&self.def.server_check_query).sql();
+                if let Some(sql) =
+                    check.filter(|_| conn.last_used.elapsed() >= self.def.server_check_delay)
+                {
                     if let Some(e) = &entry {
                         self.servers.transition(e, ServerState::Tested);
                     }
-                    if let Err(e) = run_simple(
-                        &mut conn,
-                        &self.def.server_check_query,
-                        self.def.server_connect_timeout,
-                    )
-                    .await
+                    if let Err(e) =
+                        run_simple(&mut conn, sql, self.def.server_connect_timeout).await
                     {
                         tracing::info!(server = conn.id, error = %e, "server check failed, closing");
                         continue;
