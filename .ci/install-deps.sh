@@ -16,7 +16,26 @@ PACKAGES=(
     libkrb5-dev pkg-config      # building libgssapi-sys
     libclang-dev                # bindgen for libgssapi-sys
     procps                      # pkill (tests/process_name.rs signals by process name)
+    python3-venv                # the libpq 18 client venv below (tests/common/python.rs)
+    openssl                     # X.509 v1 test certificates (tests/compat_tls.rs)
 )
+
+# psycopg's binary wheel bundles libpq 18 (protocol 3.2 requests, tests/compat_protocol.rs).
+# Debian's own libpq is older, so a venv holds it; KRBOUNCER_TEST_VENV overrides the place.
+VENV=${KRBOUNCER_TEST_VENV:-/opt/krbouncer-test-venv}
+install_venv() {
+    if "$VENV/bin/python" -c 'import psycopg, sys; sys.exit(psycopg.pq.version() < 180000)' 2>/dev/null; then
+        return 0
+    fi
+    if [[ $EUID -ne 0 && ! -w "$(dirname "$VENV")" ]]; then
+        echo "install-deps: no libpq 18 venv at $VENV (run as root to create it)" >&2
+        return 1
+    fi
+    echo "install-deps: creating $VENV with psycopg[binary]"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q 'psycopg[binary]>=3.2.10'
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,6 +45,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
+    install_venv
     echo "install-deps: all packages present"
     exit 0
 fi
@@ -50,3 +70,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_venv

@@ -34,6 +34,7 @@ use crate::protocol::pooler_errors::{
     ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, MAX_CLIENT_CONN,
     SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
 };
+use crate::protocol::startup::PROTOCOL_3_0;
 use crate::server::params::{ParamSet, tracked_names};
 
 /// Serves one accepted connection to the end.
@@ -307,7 +308,7 @@ async fn negotiate_protocol(
     }
     let mut out = BytesMut::new();
     let names: Vec<&str> = req.unsupported_options.iter().map(String::as_str).collect();
-    backend::negotiate_protocol_version(&mut out, 0, &names);
+    backend::negotiate_protocol_version(&mut out, PROTOCOL_3_0, &names);
     stream
         .write_all(&out)
         .await
