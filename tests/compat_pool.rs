@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::bouncer::{Bouncer, BouncerConfig};
 use common::client::{first_value, query_one};
 use common::pg::{self, PgCluster};
@@ -67,4 +69,51 @@ async fn server_check_query_custom_sql_runs() {
     assert_ne!(first, pid_via(&b).await, "{}", b.log());
     let (c, _t) = b.connect(USER, PASS, "testdb").await.expect("login");
     assert_eq!(first_value(&c, "SELECT 1").await.expect("query"), "1");
+}
+
+/// PgBouncer's test_cancel_race: with one server, client 1's query is cancelled by a burst of
+/// cancel requests while client 2 waits for the same server. The cancels must all land before
+/// the server is handed over; none may cancel client 2's query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancels_for_one_client_never_reach_the_next() {
+    let b = bouncer(&[("default_pool_size", "1"), ("pool_mode", "transaction")]);
+    for round in 0..3 {
+        let (c1, _t1) = b.connect(USER, PASS, "testdb").await.expect("login 1");
+        let (c2, _t2) = b.connect(USER, PASS, "testdb").await.expect("login 2");
+        let token = c1.cancel_token();
+        let q1 = tokio::spawn(async move { c1.simple_query("SELECT pg_sleep(5)").await });
+        let pg = PgCluster::shared();
+        let running = common::wait::until_async(Duration::from_secs(10), || async {
+            pg.psql_super(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(5)' \
+                 AND state = 'active'",
+            )
+            .trim()
+                == "1"
+        })
+        .await;
+        assert!(running, "client 1's query never started\n{}", b.log());
+        let q2 = tokio::spawn(async move { c2.simple_query("SELECT pg_sleep(0.5)").await });
+        let cancels: Vec<_> = (0..100)
+            .map(|_| {
+                let t = token.clone();
+                tokio::spawn(async move { t.cancel_query(tokio_postgres::NoTls).await })
+            })
+            .collect();
+        for c in cancels {
+            let _ = c.await;
+        }
+        let e1 = q1.await.expect("join").expect_err("client 1 cancelled");
+        assert_eq!(
+            e1.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "round {round}: {e1}"
+        );
+        if let Err(e) = q2.await.expect("join") {
+            panic!(
+                "round {round}: client 2 hit by client 1's cancel: {e}\n{}",
+                b.log()
+            );
+        }
+    }
 }
