@@ -117,3 +117,56 @@ async fn cancels_for_one_client_never_reach_the_next() {
         }
     }
 }
+
+/// A client queued behind `limit` while another holds the only server must get it (or its
+/// budget) as soon as the first one's transaction ends: `testdb` and `otherdb` share the user.
+async fn queued_behind_limit_is_woken(limit: &str, second_db: &str) {
+    let b = common::admin::admin_config(&[
+        ("pool_mode", "transaction"),
+        (limit, "1"),
+        ("query_wait_timeout", "30"),
+    ])
+    .start();
+    let (c1, _t1) = b.connect(USER, PASS, "testdb").await.expect("login 1");
+    c1.batch_execute("BEGIN; SELECT 1").await.expect("begin");
+    // A pool that never logged in has no welcome yet: the login itself queues then.
+    let conninfo = b.conninfo(USER, PASS, second_db);
+    let q2 = tokio::spawn(async move {
+        let (c2, _t2) = common::bouncer::connect_conninfo(&conninfo)
+            .await
+            .map_err(|e| common::client::Failure::from_pg(&e))?;
+        first_value(&c2, "SELECT 2").await
+    });
+    // Client 2 is queued once SHOW POOLS says so; then client 1 ends its transaction.
+    let admin =
+        common::admin::admin_connect(&b, common::admin::ADMIN, common::admin::ADMIN_PASS).await;
+    let waiting = common::wait::until_async(Duration::from_secs(10), || async {
+        common::admin::admin_query(&admin, "SHOW POOLS")
+            .await
+            .map(|t| t.num("database", second_db, "cl_waiting") == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(waiting, "client 2 never queued\n{}", b.log());
+    c1.batch_execute("COMMIT").await.expect("commit");
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), q2).await;
+    match r {
+        Ok(Ok(Ok(v))) => assert_eq!(v, "2"),
+        other => panic!(
+            "{limit}: queued client not woken after {:?}: {other:?}\n{}",
+            started.elapsed(),
+            b.log()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn max_db_connections_wakes_queued_client() {
+    queued_behind_limit_is_woken("max_db_connections", "testdb").await;
+}
+
+#[tokio::test]
+async fn max_user_connections_wakes_client_of_another_pool() {
+    queued_behind_limit_is_woken("max_user_connections", "otherdb").await;
+}

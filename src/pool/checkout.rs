@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::gss::GssRuntime;
 use crate::config::{PoolMode, ServerCheck};
 use crate::net::stream::IdleHealth;
+use crate::pool::limit_wait::{LimitKind, LimitWait};
 use crate::pool::{Pool, PoolRegistry, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::PoolerError;
 use crate::server::conn::ServerConn;
@@ -229,7 +230,9 @@ impl Pool {
                     _slot: slot,
                 });
             }
-            let conn = self.open_server(up).await?;
+            let Some(conn) = self.open_server(up).await? else {
+                continue;
+            };
             return Ok(ServerGuard {
                 pool: self.clone(),
                 conn: Some(conn),
@@ -260,8 +263,12 @@ impl Pool {
         bounded_wait(self.def.query_wait_timeout, wait).await
     }
 
-    /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits.
-    async fn open_server(self: &Arc<Self>, up: &Upstream<'_>) -> Result<ServerConn, CheckoutError> {
+    /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits;
+    /// None when, while waiting at a limit, a server of this pool came back idle.
+    async fn open_server(
+        self: &Arc<Self>,
+        up: &Upstream<'_>,
+    ) -> Result<Option<ServerConn>, CheckoutError> {
         if let Some(cached) = self.recent_login_failure() {
             return Err(CheckoutError::LoginRetry(cached));
         }
@@ -271,7 +278,10 @@ impl Pool {
             (&self.user_limit, LimitKind::User),
         ] {
             if let Some(sem) = limit {
-                permits.push(self.acquire_limit(sem, which, up.registry).await?);
+                match self.wait_limit(sem, which, up.registry).await? {
+                    LimitWait::Permit(p) => permits.push(p),
+                    LimitWait::OwnIdle => return Ok(None),
+                }
             }
         }
         let i = self.next_address_index();
@@ -331,7 +341,7 @@ impl Pool {
                         tracing::warn!(db = %self.def.db_name, error = %e, "connect_query failed");
                     }
                 }
-                Ok(conn)
+                Ok(Some(conn))
             }
             Err(e) => {
                 let for_client = client_facing(&e);
@@ -347,29 +357,6 @@ impl Pool {
         }
     }
 
-    async fn acquire_limit(
-        &self,
-        sem: &Arc<Semaphore>,
-        which: LimitKind,
-        registry: &PoolRegistry,
-    ) -> Result<OwnedSemaphorePermit, CheckoutError> {
-        if let Ok(p) = sem.clone().try_acquire_owned() {
-            return Ok(p);
-        }
-        // PgBouncer frees the budget by closing an idle server of another pool
-        let freed = match which {
-            LimitKind::Db => registry.close_idle_in_db(&self.def.db_name),
-            LimitKind::User => registry.close_idle_of_user(&self.def.login_user),
-        };
-        if freed {
-            if let Ok(p) = sem.clone().try_acquire_owned() {
-                return Ok(p);
-            }
-        }
-        let wait = sem.clone().acquire_owned();
-        bounded_wait(self.def.query_wait_timeout, wait).await
-    }
-
     /// Opens servers until `min_pool_size` exist (janitor), without blocking on slots.
     pub(crate) async fn fill_min(self: &Arc<Self>, up: &Upstream<'_>) {
         while self.server_count.load(Ordering::Relaxed) < self.def.min_pool_size {
@@ -377,7 +364,7 @@ impl Pool {
                 return;
             };
             match self.open_server(up).await {
-                Ok(mut conn) => {
+                Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     if let Some(e) = entry_of(&conn) {
                         self.servers.transition(e, ServerState::Idle);
@@ -385,7 +372,7 @@ impl Pool {
                     self.push_idle(conn);
                     drop(slot);
                 }
-                Err(_) => return,
+                Ok(None) | Err(_) => return,
             }
         }
     }
@@ -442,10 +429,4 @@ async fn bounded_wait(
             .map_err(|_| CheckoutError::WaitTimeout)?
     };
     permit.map_err(|_| CheckoutError::Closed)
-}
-
-#[derive(Clone, Copy)]
-enum LimitKind {
-    Db,
-    User,
 }

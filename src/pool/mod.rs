@@ -4,6 +4,7 @@
 pub mod checkout;
 pub mod def;
 pub mod janitor;
+mod limit_wait;
 pub mod registry;
 pub mod state;
 
