@@ -170,3 +170,62 @@ async fn max_db_connections_wakes_queued_client() {
 async fn max_user_connections_wakes_client_of_another_pool() {
     queued_behind_limit_is_woken("max_user_connections", "otherdb").await;
 }
+
+/// psycopg (libpq 18) pipeline: an error, then more queries and the Sync only after a pause.
+/// The pooler must skip to that late Sync and serve the next query (PgBouncer's
+/// test_prepared_statement_pipeline_error_delayed_sync); it used to hang the client.
+const PIPELINE_DELAYED_SYNC: &str = r#"
+import sys, time, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    assert conn.execute("SELECT 1", prepare=True).fetchone()[0] == 1
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    with conn.pipeline() as p, conn.cursor() as cur:
+        cur.execute("SELECT aaaa")
+        time.sleep(0.1)
+        try:
+            cur.execute("SELECT 123")
+            raise SystemExit("no error")
+        except psycopg.errors.UndefinedColumn:
+            pass
+        try:
+            cur.fetchall()
+            raise SystemExit("not aborted")
+        except psycopg.errors.PipelineAborted:
+            pass
+        p.sync()
+        cur.execute("SELECT 1", prepare=True)
+        assert cur.fetchall() == [(1,)]
+print("ok")
+"#;
+
+#[test]
+fn pipeline_error_with_delayed_sync_does_not_hang() {
+    for mode in ["transaction", "statement", "session"] {
+        let b = bouncer(&[("pool_mode", mode), ("max_prepared_statements", "100")]);
+        let conninfo = b.conninfo(USER, PASS, "testdb");
+        let mut child = std::process::Command::new(common::python::libpq18_python())
+            .arg("-c")
+            .arg(PIPELINE_DELAYED_SYNC)
+            .arg(&conninfo)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python");
+        let done = common::wait::until(Duration::from_secs(20), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !done {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().expect("output");
+        assert!(
+            done && out.status.success(),
+            "{mode}: hung={} {}\n{}\n{}\npostgres:\n{}",
+            !done,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            b.log(),
+            PgCluster::shared().log()
+        );
+    }
+}
