@@ -229,3 +229,44 @@ fn pipeline_error_with_delayed_sync_does_not_hang() {
         );
     }
 }
+
+/// SHUTDOWN WAIT_FOR_SERVERS: a transaction in progress finishes, a new one is refused with
+/// "server shutting down" instead of waiting forever for a server.
+#[tokio::test]
+async fn new_transaction_during_wait_for_servers_is_refused() {
+    let mut b = common::admin::admin_config(&[("pool_mode", "transaction")]).start();
+    let (c1, _t1) = b.connect(USER, PASS, "testdb").await.expect("login 1");
+    let (c2, _t2) = b.connect(USER, PASS, "testdb").await.expect("login 2");
+    c1.batch_execute("BEGIN; SELECT 1").await.expect("begin");
+    let admin =
+        common::admin::admin_connect(&b, common::admin::ADMIN, common::admin::ADMIN_PASS).await;
+    let _ = admin.simple_query("SHUTDOWN WAIT_FOR_SERVERS").await;
+    let refused = tokio::time::timeout(Duration::from_secs(10), c2.simple_query("SELECT 2")).await;
+    match refused {
+        Ok(Err(e)) => assert!(
+            format!("{e:?}").contains("server shutting down") || e.is_closed(),
+            "{e:?}"
+        ),
+        other => panic!("new transaction not refused: {other:?}\n{}", b.log()),
+    }
+    assert_eq!(
+        first_value(&c1, "SELECT 3")
+            .await
+            .expect("same transaction"),
+        "3"
+    );
+    c1.batch_execute("COMMIT").await.expect("commit");
+    drop(c1);
+    drop(c2);
+    drop(admin);
+    assert!(
+        b.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}",
+        b.log()
+    );
+    assert!(
+        b.log().contains("closing because: server shutting down"),
+        "{}",
+        b.log()
+    );
+}
