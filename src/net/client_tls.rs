@@ -138,15 +138,19 @@ pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, String> {
     let provider = Arc::new(provider(settings));
     let versions = parse_protocols(&settings.protocols)?;
     let verifier = client_verifier(settings, &provider)?;
+    // Not `with_single_cert`: its key check parses the certificate with webpki, which refuses
+    // X.509 v1 certificates (see net/x509_v1.rs).
+    let own = crate::net::x509_v1::certified_key(
+        &provider,
+        load_certs(cert_file).map_err(|e| format!("client_tls_cert_file: {e}"))?,
+        load_key(key_file).map_err(|e| format!("client_tls_key_file: {e}"))?,
+    )
+    .map_err(|e| format!("client_tls_cert_file / client_tls_key_file: {e}"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| format!("client_tls_protocols / client_tls_ciphers: {e}"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            load_certs(cert_file).map_err(|e| format!("client_tls_cert_file: {e}"))?,
-            load_key(key_file).map_err(|e| format!("client_tls_key_file: {e}"))?,
-        )
-        .map_err(|e| format!("client_tls_cert_file / client_tls_key_file: {e}"))?;
+        .with_cert_resolver(Arc::new(crate::net::x509_v1::FixedCert(own)));
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     Ok(ClientTlsConfig {
         sslmode: settings.sslmode,

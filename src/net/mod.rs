@@ -10,3 +10,4 @@ pub mod tls;
 pub mod tls_protocols;
 pub mod tls_settings;
 pub mod wire;
+pub mod x509_v1;
