@@ -270,3 +270,42 @@ async fn new_transaction_during_wait_for_servers_is_refused() {
         b.log()
     );
 }
+
+/// PostgreSQL down for a moment: a client arriving meanwhile stays queued, krbouncer retries
+/// after `server_login_retry`, and the client is served once the server is back
+/// (PgBouncer's test_server_login_retry / test_database_restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_client_survives_a_server_restart() {
+    let pg = PgCluster::start_new();
+    let b = BouncerConfig::new()
+        .database(format!("testdb = {}", pg.connstr("testdb")))
+        .auth(USER, PASS)
+        .set("server_login_retry", "1")
+        .set("query_wait_timeout", "30")
+        .start();
+    assert_eq!(
+        query_one(&b, USER, PASS, "testdb", "SELECT 1")
+            .await
+            .expect("up"),
+        "1"
+    );
+    pg.stop();
+    let conninfo = b.conninfo(USER, PASS, "testdb");
+    let waiting = tokio::spawn(async move {
+        common::client::query_one_conninfo(&conninfo, "SELECT 'back'").await
+    });
+    assert!(
+        b.wait_for_log("server login failed", Duration::from_secs(20)),
+        "{}",
+        b.log()
+    );
+    assert!(!waiting.is_finished(), "client failed at once\n{}", b.log());
+    pg.restart();
+    match tokio::time::timeout(Duration::from_secs(30), waiting).await {
+        Ok(Ok(Ok(v))) => assert_eq!(v, "back"),
+        other => panic!(
+            "queued client not served after restart: {other:?}\n{}",
+            b.log()
+        ),
+    }
+}

@@ -192,6 +192,7 @@ impl Pool {
     ) -> Result<ServerGuard, CheckoutError> {
         // PAUSE: new work waits (without query_wait_timeout) until RESUME
         self.wait_resumed().await;
+        let started = Instant::now();
         let slot = self.acquire_slot().await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
@@ -230,8 +231,19 @@ impl Pool {
                     _slot: slot,
                 });
             }
-            let Some(conn) = self.open_server(up).await? else {
-                continue;
+            let conn = match self.open_server(up).await {
+                Ok(Some(conn)) => conn,
+                Ok(None) => continue,
+                Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
+                    if self.is_server_away() =>
+                {
+                    // stay queued and try again, as PgBouncer does
+                    if !self.wait_login_retry(started).await {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             return Ok(ServerGuard {
                 pool: self.clone(),
@@ -329,6 +341,7 @@ impl Pool {
                 });
                 conn.limit_permits = permits;
                 self.record_login_result(None);
+                self.set_server_away(false);
                 self.set_welcome_once(&conn.params);
                 tracing::info!(
                     db = %self.def.db_name, user = %self.def.login_user, server = conn.id, %address,
@@ -352,6 +365,7 @@ impl Pool {
                     "server login failed"
                 );
                 self.record_login_result(Some(msg.clone()));
+                self.set_server_away(super::login_retry::server_away(&e));
                 Err(CheckoutError::Login(for_client))
             }
         }

@@ -5,6 +5,7 @@ pub mod checkout;
 pub mod def;
 pub mod janitor;
 mod limit_wait;
+mod login_retry;
 pub mod registry;
 pub mod state;
 
@@ -37,6 +38,8 @@ pub struct Pool {
     idle: Mutex<Vec<ServerConn>>,
     welcome: Mutex<Option<Arc<ParamSet>>>,
     login_failure: Mutex<Option<(Instant, String)>>,
+    /// The last connect failed because the server was away (`login_retry.rs`).
+    server_away: AtomicBool,
     scram_keys: Mutex<Option<ScramKeys>>,
     next_address: AtomicUsize,
     /// Server connections that exist (idle, active, being reset or checked).
@@ -79,6 +82,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
             login_failure: Mutex::new(None),
+            server_away: AtomicBool::new(false),
             scram_keys: Mutex::new(None),
             next_address: AtomicUsize::new(0),
             server_count: Arc::new(AtomicUsize::new(0)),
