@@ -309,3 +309,43 @@ async fn queued_client_survives_a_server_restart() {
         ),
     }
 }
+
+/// `max_db_client_connections` / `max_user_client_connections` refuse the client past the
+/// limit with PgBouncer's text; SHOW USERS counts clients by their login user.
+#[tokio::test]
+async fn client_connection_limits_are_enforced() {
+    for (setting, text) in [
+        (
+            "max_db_client_connections",
+            "client connections exceeded (max_db_client_connections)",
+        ),
+        (
+            "max_user_client_connections",
+            "client connections exceeded (max_user_client_connections)",
+        ),
+    ] {
+        let b = common::admin::admin_config(&[(setting, "1")]).start();
+        let (c1, _t1) = b.connect(USER, PASS, "testdb").await.expect("first client");
+        let second = b.connect(USER, PASS, "testdb").await;
+        match second {
+            Err(e) => assert!(
+                common::bouncer::error_text(&e).contains(text),
+                "{setting}: {}",
+                common::bouncer::error_text(&e)
+            ),
+            Ok(_) => panic!("{setting}: second client admitted\n{}", b.log()),
+        }
+        let users = common::admin::show(&b, "SHOW USERS").await;
+        assert_eq!(
+            users.num("name", USER, "current_client_connections"),
+            1,
+            "{setting}: {users:?}"
+        );
+        assert_eq!(
+            first_value(&c1, "SELECT 1")
+                .await
+                .expect("first still served"),
+            "1"
+        );
+    }
+}

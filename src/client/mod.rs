@@ -3,6 +3,7 @@
 pub mod cancel;
 pub mod encryption;
 pub mod error;
+pub mod limits;
 pub mod local;
 pub mod login;
 pub mod prepared;
@@ -183,6 +184,9 @@ async fn serve_inner(
     let registration =
         app.client_registry
             .register(new_client(id, &req, stream, Some(pool.clone())));
+    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
+        return Err(e);
+    }
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
@@ -229,6 +233,10 @@ async fn admin_console(
     let registration = app
         .client_registry
         .register(new_client(id, req, stream, None));
+    let config = app.config();
+    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
+        return Err(e);
+    }
     let entry = registration.entry.clone();
     let cancel = app.cancels.register();
     let mut out = BytesMut::with_capacity(256);
