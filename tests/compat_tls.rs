@@ -129,10 +129,9 @@ fn v1_certificate_as_client_tls_cert_file() {
     );
 }
 
-#[tokio::test]
-async fn v1_server_certificate_with_sslmode_require() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = v1_certificate(dir.path());
+/// A private cluster serving TLS with a v1 certificate for `localhost` (its CA in `dir`).
+fn tls_cluster(dir: &Path) -> PgCluster {
+    let (cert, key) = v1_certificate(dir);
     let pg = PgCluster::start_new();
     let data = pg.data_dir();
     let owner = std::fs::metadata(data).expect("data dir").uid();
@@ -144,21 +143,87 @@ async fn v1_server_certificate_with_sslmode_require() {
     }
     pg.psql_super("ALTER SYSTEM SET ssl = on");
     pg.restart();
-    let b = BouncerConfig::new()
-        .database(format!("testdb = {}", pg.connstr("testdb")))
-        .auth(USER, PASS)
-        .set("server_tls_sslmode", "require")
-        .start();
-    let got = common::client::query_one(
+    pg
+}
+
+/// Logs in through a krbouncer with `settings` to `host` and reports whether the server
+/// connection is encrypted, or the error.
+async fn server_ssl_via(
+    pg: &PgCluster,
+    host: &str,
+    settings: &[(&str, String)],
+) -> Result<String, String> {
+    let mut cfg = BouncerConfig::new()
+        .database(format!(
+            "testdb = host={host} port={} dbname=testdb",
+            pg.port()
+        ))
+        .auth(USER, PASS);
+    for (k, v) in settings {
+        cfg = cfg.set(k, v);
+    }
+    let b = cfg.start();
+    common::client::query_one(
         &b,
         USER,
         PASS,
         "testdb",
         "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
     )
+    .await
+    .map_err(|e| format!("{e:?}\n{}", b.log()))
+}
+
+#[tokio::test]
+async fn v1_server_certificate_with_sslmode_require() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg = tls_cluster(dir.path());
+    let got = server_ssl_via(
+        &pg,
+        "127.0.0.1",
+        &[("server_tls_sslmode", "require".into())],
+    )
     .await;
-    match got {
-        Ok(v) => assert_eq!(v, "true"),
-        Err(e) => panic!("{e:?}\n{}", b.log()),
+    assert_eq!(got.as_deref(), Ok("true"), "{got:?}");
+}
+
+/// verify-ca and verify-full check a v1 chain (rustls cannot; x509_v1.rs does), and still
+/// refuse a wrong CA or, for verify-full, a wrong host name.
+#[tokio::test]
+async fn v1_server_certificate_with_verify_ca_and_verify_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg = tls_cluster(dir.path());
+    let ca = dir.path().join("ca.crt").display().to_string();
+    for (mode, host, ok) in [
+        ("verify-ca", "127.0.0.1", true),
+        ("verify-full", "localhost", true),
+        ("verify-full", "127.0.0.1", false),
+    ] {
+        let got = server_ssl_via(
+            &pg,
+            host,
+            &[
+                ("server_tls_sslmode", mode.into()),
+                ("server_tls_ca_file", ca.clone()),
+            ],
+        )
+        .await;
+        assert_eq!(got.is_ok(), ok, "{mode} {host}: {got:?}");
     }
+    let other = tempfile::tempdir().expect("tempdir");
+    v1_certificate(other.path());
+    let wrong_ca = other.path().join("ca.crt").display().to_string();
+    let got = server_ssl_via(
+        &pg,
+        "127.0.0.1",
+        &[
+            ("server_tls_sslmode", "verify-ca".into()),
+            ("server_tls_ca_file", wrong_ca),
+        ],
+    )
+    .await;
+    assert!(
+        got.is_err(),
+        "a chain to another CA must be refused: {got:?}"
+    );
 }

@@ -102,17 +102,26 @@ pub fn build_connector(
         UpstreamSslMode::VerifyCa | UpstreamSslMode::VerifyFull => {
             let roots = Arc::new(load_roots(settings)?);
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                roots,
+                roots.clone(),
                 provider.clone(),
             )
             .build()?;
-            if settings.sslmode == UpstreamSslMode::VerifyFull {
-                builder.with_webpki_verifier(webpki)
+            let full = settings.sslmode == UpstreamSslMode::VerifyFull;
+            let inner: Arc<dyn rustls::client::danger::ServerCertVerifier> = if full {
+                webpki
             } else {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(verify::ChainOnly { inner: webpki }))
-            }
+                Arc::new(verify::ChainOnly { inner: webpki })
+            };
+            // rustls refuses X.509 v1 certificates; those are verified by x509_v1.rs
+            let verifier = crate::net::x509_v1::V1Fallback {
+                inner,
+                roots,
+                algs: provider.signature_verification_algorithms,
+                check_name: full,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
         }
         _ => {
             let algs = provider.signature_verification_algorithms;

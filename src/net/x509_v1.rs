@@ -8,11 +8,15 @@
 
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, Error, PeerIncompatible, PeerMisbehaved, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, Error, PeerIncompatible, PeerMisbehaved,
+    RootCertStore, SignatureScheme,
+};
 
 /// Our own certificate chain and key, whatever the certificate's version. The key is checked
 /// against the certificate here, as rustls would, but without webpki's parser.
@@ -106,8 +110,13 @@ fn algorithm_identifier_content(spki: &[u8]) -> Option<&[u8]> {
 
 /// Splits a DER SEQUENCE at the start of `der` into (content, rest).
 fn der_sequence(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    der_element(der, 0x30)
+}
+
+/// Splits the DER element with `tag` at the start of `der` into (content, rest).
+fn der_element(der: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
     let (&tag, rest) = der.split_first()?;
-    if tag != 0x30 {
+    if tag != want {
         return None;
     }
     let (&first, rest) = rest.split_first()?;
@@ -124,6 +133,236 @@ fn der_sequence(der: &[u8]) -> Option<(&[u8], &[u8])> {
         (len, &rest[n..])
     };
     (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// Verifies that `end_entity` chains to one of `roots` through `intermediates` (signatures,
+/// validity periods) and, when `name` is given, that it names that host (verify-full), for
+/// certificates rustls refuses to parse (v1). Used only after rustls' own verifier failed with
+/// `UnsupportedCertVersion`; rustls' signature algorithms do the cryptography.
+pub fn verify_chain(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    roots: &RootCertStore,
+    algs: &WebPkiSupportedAlgorithms,
+    name: Option<&ServerName<'_>>,
+) -> Result<(), Error> {
+    let bad = Error::InvalidCertificate;
+    let leaf = parse_cert(end_entity.as_ref())?;
+    if let Some(name) = name {
+        if !names_host(&leaf, name) {
+            return Err(bad(CertificateError::NotValidForName));
+        }
+    }
+    let chain: Vec<_> = intermediates
+        .iter()
+        .map(|c| parse_cert(c.as_ref()))
+        .collect::<Result<_, _>>()?;
+    let mut current = &leaf;
+    // a bound on the chain length, as any verifier has
+    for _ in 0..8 {
+        if !current.validity().is_valid() {
+            return Err(bad(CertificateError::Expired));
+        }
+        let (signed, sig_alg, signature) =
+            signed_parts(current.as_raw()).ok_or(bad(CertificateError::BadEncoding))?;
+        let issuer = current.issuer().as_raw();
+        for anchor in roots.roots.iter() {
+            if same_name(issuer, anchor.subject.as_ref())
+                && verify_signed(
+                    signed,
+                    sig_alg,
+                    signature,
+                    anchor.subject_public_key_info.as_ref(),
+                    algs,
+                )
+            {
+                return Ok(());
+            }
+        }
+        let next = chain.iter().find(|c| {
+            same_name(issuer, c.subject().as_raw())
+                && verify_signed(signed, sig_alg, signature, c.public_key().raw, algs)
+        });
+        match next {
+            Some(c) => current = c,
+            None => return Err(bad(CertificateError::UnknownIssuer)),
+        }
+    }
+    Err(bad(CertificateError::UnknownIssuer))
+}
+
+/// A server verifier (verify-ca / verify-full) that hands v1 certificates, which rustls' own
+/// verifier refuses, to [`verify_chain`] and [`verify_signature`]; everything else is rustls'.
+#[derive(Debug)]
+pub struct V1Fallback {
+    pub inner: Arc<dyn ServerCertVerifier>,
+    pub roots: Arc<RootCertStore>,
+    pub algs: WebPkiSupportedAlgorithms,
+    /// verify-full: the certificate must name the host.
+    pub check_name: bool,
+}
+
+impl ServerCertVerifier for V1Fallback {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(e) if is_unsupported_version(&e) => {
+                let name = self.check_name.then_some(server_name);
+                verify_chain(end_entity, intermediates, &self.roots, &self.algs, name)
+                    .map(|()| ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner
+            .verify_tls12_signature(message, cert, dss)
+            .or_else(|e| {
+                verify_signature(message, cert, dss, &self.algs, false)
+                    .map(|()| HandshakeSignatureValid::assertion())
+                    .map_err(|_| e)
+            })
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner
+            .verify_tls13_signature(message, cert, dss)
+            .or_else(|e| {
+                verify_signature(message, cert, dss, &self.algs, true)
+                    .map(|()| HandshakeSignatureValid::assertion())
+                    .map_err(|_| e)
+            })
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn parse_cert(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, Error> {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c)
+        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))
+}
+
+/// Whether rustls refused a certificate for its X.509 version (then `verify_chain` applies).
+pub fn is_unsupported_version(e: &Error) -> bool {
+    matches!(e, Error::InvalidCertificate(CertificateError::Other(o))
+        if format!("{o:?}").contains("UnsupportedCertVersion"))
+}
+
+/// Host name check as libpq does it: subjectAltName DNS / IP entries when present, else the
+/// subject CN; a leading `*.` matches one label.
+fn names_host(cert: &x509_parser::certificate::X509Certificate<'_>, name: &ServerName<'_>) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let host = match name {
+        ServerName::DnsName(d) => d.as_ref().to_ascii_lowercase(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => return false,
+    };
+    let matches = |pattern: &str| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(rest) => host
+                .split_once('.')
+                .is_some_and(|(label, tail)| !label.is_empty() && tail == rest),
+            None => pattern == host,
+        }
+    };
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        return san.value.general_names.iter().any(|g| match g {
+            GeneralName::DNSName(d) => matches(d),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(*b)
+                    .is_ok_and(|a| std::net::IpAddr::from(a).to_string() == host),
+                16 => <[u8; 16]>::try_from(*b)
+                    .is_ok_and(|a| std::net::IpAddr::from(a).to_string() == host),
+                _ => false,
+            },
+            _ => false,
+        });
+    }
+    cert.subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .any(matches)
+}
+
+/// Names compared as DER; a trust anchor keeps only the content octets of its Name.
+fn same_name(full: &[u8], other: &[u8]) -> bool {
+    full == other || der_sequence(full).is_some_and(|(content, _)| content == other)
+}
+
+/// (tbsCertificate DER, signatureAlgorithm content, signature bits) of a DER certificate.
+fn signed_parts(cert: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (content, _) = der_sequence(cert)?;
+    let (tbs_content, rest) = der_sequence(content)?;
+    let tbs = &content[..content.len() - rest.len()];
+    debug_assert!(tbs.len() > tbs_content.len());
+    let (alg, rest) = der_sequence(rest)?;
+    let bits = der_bit_string(rest)?;
+    Some((tbs, alg, bits))
+}
+
+/// Checks `signature` over `signed` with the key `spki` (a SubjectPublicKeyInfo, whole or, as
+/// trust anchors keep it, its content octets).
+fn verify_signed(
+    signed: &[u8],
+    sig_alg: &[u8],
+    signature: &[u8],
+    spki: &[u8],
+    algs: &WebPkiSupportedAlgorithms,
+) -> bool {
+    let Some((key_alg, key)) = spki_parts(spki) else {
+        return false;
+    };
+    algs.all.iter().any(|alg| {
+        alg.signature_alg_id().as_ref() == sig_alg
+            && alg.public_key_alg_id().as_ref() == key_alg
+            && alg.verify_signature(key, signed, signature).is_ok()
+    })
+}
+
+/// (AlgorithmIdentifier content, key bits) of a SubjectPublicKeyInfo, whole or content only.
+fn spki_parts(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+    let content = match der_sequence(spki) {
+        Some((content, rest)) if rest.is_empty() && content.first() == Some(&0x30) => content,
+        _ => spki,
+    };
+    let (alg, rest) = der_sequence(content)?;
+    Some((alg, der_bit_string(rest)?))
+}
+
+/// The bits of a DER BIT STRING with no unused bits at the start of `der`.
+fn der_bit_string(der: &[u8]) -> Option<&[u8]> {
+    let (content, _) = der_element(der, 0x03)?;
+    match content.split_first() {
+        Some((0, bits)) => Some(bits),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
