@@ -349,3 +349,38 @@ async fn client_connection_limits_are_enforced() {
         );
     }
 }
+
+/// A SET or RELOAD may fix what made the server refuse the login (PgBouncer's
+/// test_server_ssl_set_*): the next client tries the server again instead of getting the
+/// error cached for `server_login_retry`.
+#[tokio::test]
+async fn set_forgets_the_cached_login_failure() {
+    let pg = PgCluster::shared();
+    let b = common::admin::admin_config(&[("server_login_retry", "60")])
+        .database(format!(
+            "bad = host=127.0.0.1 port={} dbname=nosuchdb",
+            pg.port()
+        ))
+        .start();
+    let fail = |b: &Bouncer| {
+        let conninfo = b.conninfo(USER, PASS, "bad");
+        async move {
+            match common::bouncer::connect_conninfo(&conninfo).await {
+                Ok(_) => panic!("login to a missing database succeeded"),
+                Err(e) => common::bouncer::error_text(&e),
+            }
+        }
+    };
+    let first = fail(&b).await;
+    assert!(!first.contains("cached error"), "{first}");
+    let second = fail(&b).await;
+    assert!(second.contains("cached error"), "{second}");
+    let admin =
+        common::admin::admin_connect(&b, common::admin::ADMIN, common::admin::ADMIN_PASS).await;
+    admin
+        .simple_query("SET server_login_retry = 60")
+        .await
+        .expect("SET");
+    let third = fail(&b).await;
+    assert!(!third.contains("cached error"), "after SET: {third}");
+}

@@ -31,6 +31,13 @@ impl Pool {
         self.server_away.store(away, Ordering::Relaxed);
     }
 
+    /// Forgets the last login failure: after SET or RELOAD the next client tries the server
+    /// at once instead of getting the cached error (the settings may have fixed it).
+    pub fn forget_login_failure(&self) {
+        *lock(&self.login_failure) = None;
+        self.set_server_away(false);
+    }
+
     /// The last connect failed because the server was away.
     pub(super) fn is_server_away(&self) -> bool {
         self.server_away.load(Ordering::Relaxed)
