@@ -227,3 +227,84 @@ async fn v1_server_certificate_with_verify_ca_and_verify_full() {
         "a chain to another CA must be refused: {got:?}"
     );
 }
+
+/// A v1 client certificate signed by `dir`'s CA (made by [`v1_certificate`]); (cert, key).
+fn v1_client_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let subj = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &subj,
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "client.crt",
+        ],
+    );
+    let key = dir.join("client.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    (dir.join("client.crt"), key)
+}
+
+/// `client_tls_sslmode = verify-ca` with a v1 client certificate from `client_tls_ca_file`.
+#[test]
+fn v1_client_certificate_is_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = v1_certificate(dir.path());
+    let (client_cert, client_key) = v1_client_certificate(dir.path(), USER);
+    let pg = PgCluster::shared();
+    let b = BouncerConfig::new()
+        .database(format!("testdb = {}", pg.connstr("testdb")))
+        .auth(USER, PASS)
+        .set("client_tls_sslmode", "verify-ca")
+        .set("client_tls_ca_file", dir.path().join("ca.crt").display())
+        .set("client_tls_cert_file", cert.display())
+        .set("client_tls_key_file", key.display())
+        .start();
+    let out = Command::new("psql")
+        .arg("-X")
+        .arg("-Atc")
+        .arg("SELECT 'client cert ok'")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={USER} dbname=testdb sslmode=require sslcert={} sslkey={}",
+            b.port(),
+            client_cert.display(),
+            client_key.display()
+        ))
+        .env("PGPASSWORD", PASS)
+        .env("PGCONNECT_TIMEOUT", "20")
+        .stdin(Stdio::null())
+        .output()
+        .expect("psql");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "client cert ok",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log()
+    );
+}

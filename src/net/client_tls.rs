@@ -212,16 +212,22 @@ fn client_verifier(
         }
         return Ok(WebPkiClientVerifier::no_client_auth());
     };
-    let builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider.clone());
+    let roots = Arc::new(load_roots(ca)?);
+    let builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
     let builder = if mandatory {
         builder
     } else {
         builder.allow_unauthenticated()
     };
-    builder
+    let inner = builder
         .build()
-        .map_err(|e| format!("client_tls_ca_file: {e}"))
+        .map_err(|e| format!("client_tls_ca_file: {e}"))?;
+    // rustls refuses X.509 v1 client certificates; those are verified by x509_v1.rs
+    Ok(Arc::new(crate::net::x509_v1::V1ClientFallback {
+        inner,
+        roots,
+        algs: provider.signature_verification_algorithms,
+    }))
 }
 
 /// `client_tls_protocols`: PgBouncer's keywords `secure`/`default` (1.2 + 1.3), `all` and

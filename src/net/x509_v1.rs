@@ -8,9 +8,11 @@
 
 use std::sync::Arc;
 
+use rustls::DistinguishedName;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{
@@ -222,6 +224,80 @@ impl ServerCertVerifier for V1Fallback {
                 let name = self.check_name.then_some(server_name);
                 verify_chain(end_entity, intermediates, &self.roots, &self.algs, name)
                     .map(|()| ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner
+            .verify_tls12_signature(message, cert, dss)
+            .or_else(|e| {
+                verify_signature(message, cert, dss, &self.algs, false)
+                    .map(|()| HandshakeSignatureValid::assertion())
+                    .map_err(|_| e)
+            })
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner
+            .verify_tls13_signature(message, cert, dss)
+            .or_else(|e| {
+                verify_signature(message, cert, dss, &self.algs, true)
+                    .map(|()| HandshakeSignatureValid::assertion())
+                    .map_err(|_| e)
+            })
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The client-certificate counterpart of [`V1Fallback`] (`client_tls_ca_file`).
+#[derive(Debug)]
+pub struct V1ClientFallback {
+    pub inner: Arc<dyn ClientCertVerifier>,
+    pub roots: Arc<RootCertStore>,
+    pub algs: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for V1ClientFallback {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(e) if is_unsupported_version(&e) => {
+                verify_chain(end_entity, intermediates, &self.roots, &self.algs, None)
+                    .map(|()| ClientCertVerified::assertion())
             }
             other => other,
         }
