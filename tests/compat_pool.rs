@@ -295,7 +295,7 @@ async fn queued_client_survives_a_server_restart() {
         common::client::query_one_conninfo(&conninfo, "SELECT 'back'").await
     });
     assert!(
-        b.wait_for_log("server login failed", Duration::from_secs(20)),
+        b.wait_for_log("closing because: connect failed", Duration::from_secs(20)),
         "{}",
         b.log()
     );
@@ -347,6 +347,14 @@ async fn client_connection_limits_are_enforced() {
                 .expect("first still served"),
             "1"
         );
+        if setting == "max_db_client_connections" {
+            let dbs = common::admin::show(&b, "SHOW DATABASES").await;
+            assert_eq!(
+                dbs.num("name", "pgbouncer", "max_client_connections"),
+                1,
+                "{dbs:?}"
+            );
+        }
     }
 }
 

@@ -247,7 +247,8 @@ pub fn databases(app: &App, buf: &mut BytesMut) {
         None,
         s(0),
         s(0),
-        s(st.max_client_conn),
+        // PgBouncer: database_max_client_connections() of the admin database, the global one
+        s(st.max_db_client_connections),
         s(admins),
         s(0),
         s(0),

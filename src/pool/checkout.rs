@@ -359,11 +359,19 @@ impl Pool {
             Err(e) => {
                 let for_client = client_facing(&e);
                 let msg = for_client.message.to_string();
-                tracing::warn!(
-                    db = %self.def.db_name, user = %self.def.login_user, %address,
-                    spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
-                    "server login failed"
-                );
+                if matches!(e, ConnectError::Socket { .. }) {
+                    // PgBouncer's wording for a server it cannot reach
+                    tracing::warn!(
+                        db = %self.def.db_name, user = %self.def.login_user, %address, error = %e,
+                        "closing because: connect failed"
+                    );
+                } else {
+                    tracing::warn!(
+                        db = %self.def.db_name, user = %self.def.login_user, %address,
+                        spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
+                        "server login failed"
+                    );
+                }
                 self.record_login_result(Some(msg.clone()));
                 self.set_server_away(super::login_retry::server_away(&e));
                 Err(CheckoutError::Login(for_client))
