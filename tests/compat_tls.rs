@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::bouncer::BouncerConfig;
+use common::bouncer::{Bouncer, BouncerConfig};
 use common::pg::{self, PgCluster};
 
 const USER: &str = pg::TRUST_USER;
@@ -95,6 +95,30 @@ fn v1_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("server.crt"), dir.join("server.key"))
 }
 
+/// psql (sslmode=require, plus `extra` conninfo) through `b` must print `text`.
+fn assert_psql_over_tls(b: &Bouncer, extra: &str, text: &str) {
+    let out = Command::new("psql")
+        .arg("-X")
+        .arg("-Atc")
+        .arg(format!("SELECT '{text}'"))
+        .arg(format!(
+            "host=127.0.0.1 port={} user={USER} dbname=testdb sslmode=require {extra}",
+            b.port()
+        ))
+        .env("PGPASSWORD", PASS)
+        .env("PGCONNECT_TIMEOUT", "20")
+        .stdin(Stdio::null())
+        .output()
+        .expect("psql");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        text,
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        b.log()
+    );
+}
+
 #[test]
 fn v1_certificate_as_client_tls_cert_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -107,26 +131,7 @@ fn v1_certificate_as_client_tls_cert_file() {
         .set("client_tls_cert_file", cert.display())
         .set("client_tls_key_file", key.display())
         .start();
-    let out = Command::new("psql")
-        .arg("-X")
-        .arg("-Atc")
-        .arg("SELECT 'tls ok'")
-        .arg(format!(
-            "host=127.0.0.1 port={} user={USER} dbname=testdb sslmode=require",
-            b.port()
-        ))
-        .env("PGPASSWORD", PASS)
-        .env("PGCONNECT_TIMEOUT", "20")
-        .stdin(Stdio::null())
-        .output()
-        .expect("psql");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "tls ok",
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        b.log()
-    );
+    assert_psql_over_tls(&b, "", "tls ok");
 }
 
 /// A private cluster serving TLS with a v1 certificate for `localhost` (its CA in `dir`).
@@ -285,26 +290,10 @@ fn v1_client_certificate_is_verified() {
         .set("client_tls_cert_file", cert.display())
         .set("client_tls_key_file", key.display())
         .start();
-    let out = Command::new("psql")
-        .arg("-X")
-        .arg("-Atc")
-        .arg("SELECT 'client cert ok'")
-        .arg(format!(
-            "host=127.0.0.1 port={} user={USER} dbname=testdb sslmode=require sslcert={} sslkey={}",
-            b.port(),
-            client_cert.display(),
-            client_key.display()
-        ))
-        .env("PGPASSWORD", PASS)
-        .env("PGCONNECT_TIMEOUT", "20")
-        .stdin(Stdio::null())
-        .output()
-        .expect("psql");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "client cert ok",
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        b.log()
+    let certs = format!(
+        "sslcert={} sslkey={}",
+        client_cert.display(),
+        client_key.display()
     );
+    assert_psql_over_tls(&b, &certs, "client cert ok");
 }

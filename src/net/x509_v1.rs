@@ -235,13 +235,8 @@ impl ServerCertVerifier for V1Fallback {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner
-            .verify_tls12_signature(message, cert, dss)
-            .or_else(|e| {
-                verify_signature(message, cert, dss, &self.algs, false)
-                    .map(|()| HandshakeSignatureValid::assertion())
-                    .map_err(|_| e)
-            })
+        let rustls = self.inner.verify_tls12_signature(message, cert, dss);
+        or_v1_signature(rustls, message, cert, dss, &self.algs, false)
     }
 
     fn verify_tls13_signature(
@@ -250,13 +245,8 @@ impl ServerCertVerifier for V1Fallback {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner
-            .verify_tls13_signature(message, cert, dss)
-            .or_else(|e| {
-                verify_signature(message, cert, dss, &self.algs, true)
-                    .map(|()| HandshakeSignatureValid::assertion())
-                    .map_err(|_| e)
-            })
+        let rustls = self.inner.verify_tls13_signature(message, cert, dss);
+        or_v1_signature(rustls, message, cert, dss, &self.algs, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -309,13 +299,8 @@ impl ClientCertVerifier for V1ClientFallback {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner
-            .verify_tls12_signature(message, cert, dss)
-            .or_else(|e| {
-                verify_signature(message, cert, dss, &self.algs, false)
-                    .map(|()| HandshakeSignatureValid::assertion())
-                    .map_err(|_| e)
-            })
+        let rustls = self.inner.verify_tls12_signature(message, cert, dss);
+        or_v1_signature(rustls, message, cert, dss, &self.algs, false)
     }
 
     fn verify_tls13_signature(
@@ -324,18 +309,29 @@ impl ClientCertVerifier for V1ClientFallback {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner
-            .verify_tls13_signature(message, cert, dss)
-            .or_else(|e| {
-                verify_signature(message, cert, dss, &self.algs, true)
-                    .map(|()| HandshakeSignatureValid::assertion())
-                    .map_err(|_| e)
-            })
+        let rustls = self.inner.verify_tls13_signature(message, cert, dss);
+        or_v1_signature(rustls, message, cert, dss, &self.algs, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// rustls' handshake-signature verdict, or, when it failed (a v1 certificate), ours.
+pub fn or_v1_signature(
+    rustls: Result<HandshakeSignatureValid, Error>,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    algs: &WebPkiSupportedAlgorithms,
+    tls13: bool,
+) -> Result<HandshakeSignatureValid, Error> {
+    rustls.or_else(|e| {
+        verify_signature(message, cert, dss, algs, tls13)
+            .map(|()| HandshakeSignatureValid::assertion())
+            .map_err(|_| e)
+    })
 }
 
 fn parse_cert(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, Error> {

@@ -35,11 +35,8 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
         // webpki refuses X.509 v1 certificates; check the signature with their key then
-        verify_tls12_signature(message, cert, dss, &self.algs).or_else(|e| {
-            crate::net::x509_v1::verify_signature(message, cert, dss, &self.algs, false)
-                .map(|()| HandshakeSignatureValid::assertion())
-                .map_err(|_| e)
-        })
+        let rustls = verify_tls12_signature(message, cert, dss, &self.algs);
+        crate::net::x509_v1::or_v1_signature(rustls, message, cert, dss, &self.algs, false)
     }
 
     fn verify_tls13_signature(
@@ -48,11 +45,8 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs).or_else(|e| {
-            crate::net::x509_v1::verify_signature(message, cert, dss, &self.algs, true)
-                .map(|()| HandshakeSignatureValid::assertion())
-                .map_err(|_| e)
-        })
+        let rustls = verify_tls13_signature(message, cert, dss, &self.algs);
+        crate::net::x509_v1::or_v1_signature(rustls, message, cert, dss, &self.algs, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
