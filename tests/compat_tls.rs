@@ -297,3 +297,35 @@ fn v1_client_certificate_is_verified() {
     );
     assert_psql_over_tls(&b, &certs, "client cert ok");
 }
+
+/// `server_tls_cert_file` may be a v1 certificate too: PostgreSQL with `cert` authentication
+/// accepts krbouncer by it.
+#[tokio::test]
+async fn v1_certificate_as_server_tls_cert_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg = tls_cluster(dir.path());
+    let (client_cert, client_key) = v1_client_certificate(dir.path(), USER);
+    let data = pg.data_dir();
+    let owner = std::fs::metadata(data).expect("data dir").uid();
+    let ca = data.join("root.crt");
+    std::fs::copy(dir.path().join("ca.crt"), &ca).expect("copy ca");
+    nix::unistd::chown(&ca, Some(nix::unistd::Uid::from_raw(owner)), None).expect("chown");
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+    )
+    .expect("hba");
+    pg.psql_super("ALTER SYSTEM SET ssl_ca_file = 'root.crt'");
+    pg.restart();
+    let got = server_ssl_via(
+        &pg,
+        "127.0.0.1",
+        &[
+            ("server_tls_sslmode", "require".into()),
+            ("server_tls_cert_file", client_cert.display().to_string()),
+            ("server_tls_key_file", client_key.display().to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(got.as_deref(), Ok("true"), "{got:?}\n{}", pg.log());
+}

@@ -77,6 +77,8 @@ pub enum TlsSetupError {
     Protocols(String, String),
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("server_tls_cert_file / server_tls_key_file: {0}")]
+    OwnCert(String),
     #[error("CA file rejected: {0}")]
     Verifier(#[from] rustls::client::VerifierBuilderError),
 }
@@ -132,7 +134,11 @@ pub fn build_connector(
     };
     let mut config = match (&settings.cert_file, &settings.key_file) {
         (Some(cert), Some(key)) => {
-            builder.with_client_auth_cert(load_certs(cert)?, load_key(key)?)?
+            // Not `with_client_auth_cert`: its key check refuses X.509 v1 (net/x509_v1.rs)
+            let own =
+                crate::net::x509_v1::certified_key(&provider, load_certs(cert)?, load_key(key)?)
+                    .map_err(TlsSetupError::OwnCert)?;
+            builder.with_client_cert_resolver(Arc::new(crate::net::x509_v1::FixedCert(own)))
         }
         (None, None) => builder.with_no_client_auth(),
         _ => return Err(TlsSetupError::CertWithoutKey),

@@ -53,6 +53,20 @@ impl ResolvesServerCert for FixedCert {
     }
 }
 
+impl rustls::client::ResolvesClientCert for FixedCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// Checks a TLS 1.2 (`tls13` false) or 1.3 handshake signature with the public key of `cert`,
 /// any X.509 version, trying the algorithms rustls maps `dss.scheme` to.
 pub fn verify_signature(
