@@ -20,6 +20,7 @@ PACKAGES=(
     procps                      # pkill (tests/process_name.rs signals by process name)
     iproute2                    # ss (tests/tcp_options.rs reads socket options back)
     python3-venv                # the kubernetes-validate venv (tests/deploy.rs)
+    openssl                     # X.509 v1 test certificates (tests/compat_tls.rs)
 )
 # kubectl (tests/deploy.rs renders deploy/k8s with `kubectl kustomize`): Debian's package only
 # if none is installed. Note: bookworm's kubernetes-client is 1.20, whose kustomize (v2.0.3)
@@ -44,6 +45,23 @@ ensure_venv() {
     "$KRBOUNCER_CI_VENV/bin/pip" install --quiet --disable-pip-version-check "$KUBERNETES_VALIDATE"
 }
 
+# psycopg's binary wheel bundles libpq 18 (protocol 3.2 requests, tests/compat_protocol.rs).
+# Debian's own libpq is older, so a venv holds it; KRBOUNCER_TEST_VENV overrides the place.
+VENV=${KRBOUNCER_TEST_VENV:-/opt/krbouncer-test-venv}
+install_venv() {
+    if "$VENV/bin/python" -c 'import psycopg, sys; sys.exit(psycopg.pq.version() < 180000)' 2>/dev/null; then
+        return 0
+    fi
+    if [[ $EUID -ne 0 && ! -w "$(dirname "$VENV")" ]]; then
+        echo "install-deps: no libpq 18 venv at $VENV (run as root to create it)" >&2
+        return 1
+    fi
+    echo "install-deps: creating $VENV with psycopg[binary]"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q 'psycopg[binary]>=3.2.10'
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -52,6 +70,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
+    install_venv
     echo "install-deps: all packages present"
     ensure_venv
     exit 0
@@ -78,3 +97,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 ensure_venv
+install_venv

@@ -47,6 +47,9 @@ pub async fn reload(app: &Arc<Shared>) -> Result<(), ReloadError> {
     let server_tls_changed = tls_fingerprint(&old) != tls_fingerprint(&new);
     reconcile_pools(app, &old, &new, server_tls_changed);
     app.set_config(new);
+    for pool in app.pools.all() {
+        pool.forget_login_failure();
+    }
     // SIGHUP also reopens the log file (log rotation)
     if let Err(e) = crate::logging::reopen() {
         tracing::warn!(error = %e, "could not reopen the log file");

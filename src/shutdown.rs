@@ -57,4 +57,11 @@ impl Shutdown {
     pub fn subscribe(&self) -> watch::Receiver<ShutdownMode> {
         self.tx.subscribe()
     }
+
+    /// Resolves once the mode is `mode` or stricter.
+    pub async fn reached(&self, mode: ShutdownMode) {
+        let mut rx = self.subscribe();
+        // the sender lives as long as `self`, so the wait can only end by reaching the mode
+        let _ = rx.wait_for(|m| (*m as u8) >= mode as u8).await;
+    }
 }

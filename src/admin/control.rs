@@ -294,6 +294,9 @@ pub async fn set(app: &Arc<Shared>, key: &str, value: &str) -> Outcome {
     }
     let tls_changed = key.contains("_tls_") || key.contains("_tls13_");
     app.set_config(next);
+    for pool in app.pools.all() {
+        pool.forget_login_failure();
+    }
     if tls_changed
         && (!crate::reload::rebuild_upstream_tls(app)
             || crate::reload::rebuild_client_tls(app).is_err())

@@ -199,7 +199,8 @@ pub fn databases(app: &Shared, buf: &mut BytesMut) {
         None,
         s(0),
         s(0),
-        s(st.max_client_conn),
+        // PgBouncer: database_max_client_connections() of the admin database, the global one
+        s(st.max_db_client_connections),
         s(admins),
         s(0),
         s(0),
@@ -226,6 +227,8 @@ pub fn users(app: &Shared, buf: &mut BytesMut) {
     names.extend(config.auth_file.users.keys().cloned());
     let pools = app.pools.all();
     names.extend(pools.iter().map(|p| p.def.login_user.clone()));
+    let all_clients = app.client_registry.snapshot();
+    names.extend(all_clients.iter().map(|c| c.user.clone()));
     let mut rows = Rows::new();
     for name in names {
         let u = config.user_def(&name);
@@ -234,10 +237,9 @@ pub fn users(app: &Shared, buf: &mut BytesMut) {
             .iter()
             .map(|p| p.server_count.load(Ordering::Relaxed))
             .sum();
-        let clients: usize = mine
-            .iter()
-            .map(|p| p.client_count.load(Ordering::Relaxed))
-            .sum();
+        // per client login user, admin console clients included (PgBouncer's
+        // user->client_connection_count), not per pool login user
+        let clients = all_clients.iter().filter(|c| c.user == name).count();
         rows.push(vec![
             s(&name),
             s(u.and_then(|u| u.pool_size)

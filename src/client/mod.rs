@@ -3,6 +3,7 @@
 mod cancel_route;
 pub mod encryption;
 pub mod error;
+pub mod limits;
 pub mod link;
 pub mod login;
 pub mod startup;
@@ -31,6 +32,7 @@ use crate::protocol::pooler_errors::{
     LOGIN_TIMEOUT, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled,
     no_such_database,
 };
+use crate::protocol::startup::PROTOCOL_3_0;
 use crate::server::params::tracked_names;
 use crate::shared::Shared;
 
@@ -127,6 +129,9 @@ async fn serve_inner(
     let registration =
         app.client_registry
             .register(new_client(id, &req, stream, Some(pool.clone())));
+    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
+        return Err(e);
+    }
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
@@ -288,6 +293,10 @@ async fn admin_console(
     let registration = app
         .client_registry
         .register(new_client(id, req, stream, None));
+    let config = app.config();
+    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
+        return Err(e);
+    }
     let entry = registration.entry.clone();
     let cancel = app
         .cancels
@@ -354,7 +363,7 @@ async fn negotiate_protocol(
     }
     let mut out = BytesMut::new();
     let names: Vec<&str> = req.unsupported_options.iter().map(String::as_str).collect();
-    backend::negotiate_protocol_version(&mut out, 0, &names);
+    backend::negotiate_protocol_version(&mut out, PROTOCOL_3_0, &names);
     stream
         .write_all(&out)
         .await

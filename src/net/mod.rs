@@ -10,3 +10,4 @@ pub mod server_tls;
 pub mod sockopt;
 pub mod stream;
 pub mod tls_protocols;
+pub mod x509_v1;

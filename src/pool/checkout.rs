@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::gss::GssRuntime;
 use crate::config::{PoolMode, ServerCheck};
 use crate::net::stream::IdleHealth;
+use crate::pool::limit_wait::{LimitKind, LimitWait};
 use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::{ErrorKind, PoolerError};
 use crate::server::conn::ServerConn;
@@ -168,6 +169,7 @@ impl Pool {
     ) -> Result<ServerGuard, CheckoutError> {
         // PAUSE: new work waits (without query_wait_timeout) until RESUME
         self.wait_resumed().await;
+        let started = Instant::now();
         let slot = self.acquire_slot().await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
@@ -203,7 +205,20 @@ impl Pool {
                     _slot: slot,
                 });
             }
-            let conn = self.open_server(up).await?;
+            let conn = match self.open_server(up).await {
+                Ok(Some(conn)) => conn,
+                Ok(None) => continue,
+                Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
+                    if self.is_server_away() =>
+                {
+                    // stay queued and try again, as PgBouncer does
+                    if !self.wait_login_retry(started).await {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             return Ok(ServerGuard {
                 pool: self.clone(),
                 conn: Some(conn),
@@ -234,8 +249,12 @@ impl Pool {
         bounded_wait(self.def.query_wait_timeout, wait).await
     }
 
-    /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits.
-    async fn open_server(self: &Arc<Self>, up: &Upstream<'_>) -> Result<Pooled, CheckoutError> {
+    /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits;
+    /// None when, while waiting at a limit, a server of this pool came back idle.
+    async fn open_server(
+        self: &Arc<Self>,
+        up: &Upstream<'_>,
+    ) -> Result<Option<Pooled>, CheckoutError> {
         if let Some(cached) = self.recent_login_failure() {
             return Err(CheckoutError::LoginRetry(cached));
         }
@@ -245,7 +264,10 @@ impl Pool {
             (&self.user_limit, LimitKind::User),
         ] {
             if let Some(sem) = limit {
-                permits.push(self.acquire_limit(sem, which, up.registry).await?);
+                match self.wait_limit(sem, which, up.registry).await? {
+                    LimitWait::Permit(p) => permits.push(p),
+                    LimitWait::OwnIdle => return Ok(None),
+                }
             }
         }
         let i = self.next_address_index();
@@ -292,6 +314,7 @@ impl Pool {
                 );
                 self.servers.transition(&entry, ServerState::Active);
                 self.record_login_result(None);
+                self.set_server_away(false);
                 self.set_welcome_once(&conn.params);
                 // PgBouncer logs this only with log_connections; -v still shows it
                 if self.def.log_connections {
@@ -310,43 +333,29 @@ impl Pool {
                         tracing::warn!(db = %self.def.db_name, error = %e, "connect_query failed");
                     }
                 }
-                Ok(conn)
+                Ok(Some(conn))
             }
             Err(e) => {
                 let for_client = client_facing(&e);
                 let msg = for_client.message.to_string();
-                tracing::warn!(
-                    db = %self.def.db_name, user = %self.def.login_user, %address,
-                    spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
-                    "server login failed"
-                );
+                if matches!(e, ConnectError::Socket { .. }) {
+                    // PgBouncer's wording for a server it cannot reach
+                    tracing::warn!(
+                        db = %self.def.db_name, user = %self.def.login_user, %address, error = %e,
+                        "closing because: connect failed"
+                    );
+                } else {
+                    tracing::warn!(
+                        db = %self.def.db_name, user = %self.def.login_user, %address,
+                        spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
+                        "server login failed"
+                    );
+                }
                 self.record_login_result(Some(msg.clone()));
+                self.set_server_away(super::login_retry::server_away(&e));
                 Err(CheckoutError::Login(for_client))
             }
         }
-    }
-
-    async fn acquire_limit(
-        &self,
-        sem: &Arc<Semaphore>,
-        which: LimitKind,
-        registry: &PoolRegistry,
-    ) -> Result<OwnedSemaphorePermit, CheckoutError> {
-        if let Ok(p) = sem.clone().try_acquire_owned() {
-            return Ok(p);
-        }
-        // PgBouncer frees the budget by closing an idle server of another pool
-        let freed = match which {
-            LimitKind::Db => registry.close_idle_in_db(&self.def.db_name),
-            LimitKind::User => registry.close_idle_of_user(&self.def.login_user),
-        };
-        if freed {
-            if let Ok(p) = sem.clone().try_acquire_owned() {
-                return Ok(p);
-            }
-        }
-        let wait = sem.clone().acquire_owned();
-        bounded_wait(self.def.query_wait_timeout, wait).await
     }
 
     /// Opens servers until `min_pool_size` exist (janitor), without blocking on slots.
@@ -356,13 +365,13 @@ impl Pool {
                 return;
             };
             match self.open_server(up).await {
-                Ok(mut conn) => {
+                Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     self.servers.transition(conn.entry(), ServerState::Idle);
                     self.push_idle(conn);
                     drop(slot);
                 }
-                Err(_) => return,
+                Ok(None) | Err(_) => return,
             }
         }
     }
@@ -421,10 +430,4 @@ async fn bounded_wait(
             .map_err(|_| CheckoutError::WaitTimeout)?
     };
     permit.map_err(|_| CheckoutError::Closed)
-}
-
-#[derive(Clone, Copy)]
-enum LimitKind {
-    Db,
-    User,
 }

@@ -7,6 +7,8 @@ pub mod clients;
 pub mod counts;
 pub mod def;
 pub mod janitor;
+mod limit_wait;
+mod login_retry;
 pub mod peers;
 pub mod pooled;
 pub mod registry;
@@ -42,6 +44,8 @@ pub struct Pool {
     idle: Mutex<Vec<Pooled>>,
     welcome: Mutex<Option<Arc<ParamSet>>>,
     login_failure: Mutex<Option<(Instant, String)>>,
+    /// The last connect failed because the server was away (`login_retry.rs`).
+    server_away: AtomicBool,
     scram_keys: Mutex<Option<ScramKeys>>,
     next_address: AtomicUsize,
     /// Server connections that exist (idle, active, being reset or checked).
@@ -84,6 +88,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
             login_failure: Mutex::new(None),
+            server_away: AtomicBool::new(false),
             scram_keys: Mutex::new(None),
             next_address: AtomicUsize::new(0),
             server_count: Arc::new(AtomicUsize::new(0)),

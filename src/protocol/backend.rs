@@ -165,10 +165,12 @@ pub fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
     auth_request(buf, AUTH_SASL_FINAL, data);
 }
 
-/// NegotiateProtocolVersion ('v'): newest minor version supported, unsupported `_pq_` options.
-pub fn negotiate_protocol_version(buf: &mut BytesMut, newest_minor: i32, unsupported: &[&str]) {
+/// NegotiateProtocolVersion ('v'): the newest version supported as a whole protocol number
+/// (`3 << 16 | minor`, as PostgreSQL and PgBouncer send it; libpq reads a bare minor such as 0
+/// as a downgrade below 3.0 and gives up), then the unsupported `_pq_` options.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, newest_version: i32, unsupported: &[&str]) {
     let at = begin(buf, b'v');
-    buf.put_i32(newest_minor);
+    buf.put_i32(newest_version);
     // invariant: the option list comes from a startup packet of at most 10000 bytes.
     buf.put_i32(i32::try_from(unsupported.len()).expect("invariant: few startup options"));
     for option in unsupported {
@@ -356,8 +358,8 @@ mod tests {
     #[test]
     fn negotiate_protocol_version_layout() {
         let mut buf = BytesMut::new();
-        negotiate_protocol_version(&mut buf, 0, &["_pq_.foo"]);
-        assert_eq!(&buf[..], b"v\0\0\0\x15\0\0\0\0\0\0\0\x01_pq_.foo\0");
+        negotiate_protocol_version(&mut buf, 3 << 16, &["_pq_.foo"]);
+        assert_eq!(&buf[..], b"v\0\0\0\x15\0\x03\0\0\0\0\0\x01_pq_.foo\0");
     }
 
     #[test]

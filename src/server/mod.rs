@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod conn;
 pub mod connect;
 pub mod gss_login;
+pub mod list_param;
 pub mod login;
 pub mod params;
 pub mod query;

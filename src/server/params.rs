@@ -1,6 +1,8 @@
 //! Server parameters (ParameterStatus values): which ones the pooler tracks per client, and the
 //! `SET` batch that brings a server in line with a client before the client runs on it.
 
+use crate::server::list_param::list_value_sql;
+
 /// Parameters PgBouncer always tracks (`src/varcache.c`); `track_extra_parameters` adds more.
 pub const ALWAYS_TRACKED: [&str; 5] = [
     "client_encoding",
@@ -69,8 +71,8 @@ pub fn is_tracked(name: &str, tracked: &[String]) -> bool {
 }
 
 /// Builds `SET k='v';...` for every client value the server does not already have, or None.
-/// Values are quoted as SQL string literals; `search_path`-like list values are sent as given
-/// (PgBouncer does the same: the server reports them already quoted).
+/// Values are quoted as SQL string literals; `search_path`, reported already quoted as a list of
+/// identifiers, becomes one literal per element (`list_param.rs`).
 pub fn sync_query(client: &ParamSet, server: &ParamSet) -> Option<String> {
     let mut sql = String::new();
     for (name, value) in client.iter() {
@@ -80,7 +82,11 @@ pub fn sync_query(client: &ParamSet, server: &ParamSet) -> Option<String> {
         };
         if differs {
             if name.eq_ignore_ascii_case("search_path") {
-                sql.push_str(&format!("SET {}={};", quote_ident(name), value));
+                sql.push_str(&format!(
+                    "SET {}={};",
+                    quote_ident(name),
+                    list_value_sql(value)
+                ));
             } else {
                 sql.push_str(&format!(
                     "SET {}={};",
@@ -132,6 +138,18 @@ mod tests {
         );
         server.set("application_name", "it's me");
         assert_eq!(sync_query(&client, &server), None);
+    }
+
+    #[test]
+    fn empty_search_path_is_a_valid_set() {
+        let mut client = ParamSet::new();
+        client.set("search_path", "\"\"");
+        let mut server = ParamSet::new();
+        server.set("search_path", "\"$user\", public");
+        assert_eq!(
+            sync_query(&client, &server).as_deref(),
+            Some("SET search_path='';")
+        );
     }
 
     #[test]

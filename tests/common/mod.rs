@@ -14,6 +14,7 @@ pub mod kdc;
 pub mod pg;
 pub mod pgbench;
 pub mod ports;
+pub mod python;
 pub mod secrets;
 pub mod wait;
 pub mod wire;

@@ -94,6 +94,9 @@ pub struct RequestQueue {
     pub failed_prepares: Vec<Arc<Statement>>,
     /// The server is in COPY IN and the client has not ended it yet: Syncs are not requests.
     pub in_copy_in: bool,
+    /// An extended-protocol error came before the client sent its Sync: the server skips
+    /// (answers nothing to) every message until that Sync arrives.
+    skipping_to_sync: bool,
 }
 
 impl RequestQueue {
@@ -113,6 +116,16 @@ impl RequestQueue {
         disposition: Disposition,
         prepares: Option<Arc<Statement>>,
     ) {
+        if self.skipping_to_sync && tag != b'S' {
+            // The server discards it without a reply; nothing is owed.
+            if let Some(stmt) = prepares {
+                self.failed_prepares.push(stmt);
+            }
+            return;
+        }
+        if tag == b'S' {
+            self.skipping_to_sync = false;
+        }
         self.queue.push_back(Request {
             ends_at,
             disposition,
@@ -215,7 +228,7 @@ impl RequestQueue {
     fn fail_until_sync(&mut self) {
         while let Some(front) = self.queue.front() {
             if front.is_sync {
-                break;
+                return;
             }
             if let Some(req) = self.queue.pop_front() {
                 if let Some(stmt) = req.prepares {
@@ -223,6 +236,8 @@ impl RequestQueue {
                 }
             }
         }
+        // the Sync is still to come: whatever the client sends until then is skipped too
+        self.skipping_to_sync = true;
     }
 }
 
@@ -295,6 +310,26 @@ mod tests {
         assert_eq!(q.on_response(b'1', &mut before), Route::Drop);
         assert_eq!(q.on_response(b'2', &mut before), Route::Forward);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn extended_error_before_the_sync_skips_later_requests() {
+        let mut q = RequestQueue::default();
+        fwd(&mut q, b'P');
+        fwd(&mut q, b'B');
+        fwd(&mut q, b'E');
+        let mut before = Vec::new();
+        assert_eq!(q.on_response(b'E', &mut before), Route::Forward);
+        assert!(q.is_empty());
+        // the client goes on before its Sync: the server answers none of it
+        fwd(&mut q, b'P');
+        fwd(&mut q, b'E');
+        assert!(q.is_empty());
+        fwd(&mut q, b'S');
+        assert_eq!(q.on_response(b'Z', &mut before), Route::Forward);
+        assert!(q.is_empty());
+        fwd(&mut q, b'Q');
+        assert_eq!(q.len(), 1, "after the Sync requests count again");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::protocol::pooler_errors::{
 use crate::server::params::{ParamSet, sync_query};
 use crate::server::query::run_simple;
 use crate::shared::Shared;
+use crate::shutdown::ShutdownMode;
 
 /// How often a linked client's timeouts are re-evaluated when one is configured: a state
 /// change (a query starting, a transaction going idle) is noticed at most this late.
@@ -182,7 +183,16 @@ impl Session<'_> {
                     }
                     self.follow_reload();
                     self.entry.start_waiting();
-                    match self.pool.checkout(&self.app.upstream()).await {
+                    // SHUTDOWN WAIT_FOR_SERVERS: a client needing a new server (a new
+                    // transaction, or one already queued) is closed, as PgBouncer does.
+                    let stopping = self.app.shutdown.reached(ShutdownMode::WaitForServers);
+                    let upstream = self.app.upstream();
+                    let checkout = tokio::select! {
+                        biased;
+                        () = stopping => Err(CheckoutError::Closed),
+                        r = self.pool.checkout(&upstream) => r,
+                    };
+                    match checkout {
                         Ok(g) => {
                             g.link_client(self.entry.id);
                             self.entry.linked(g.server_id());

@@ -161,6 +161,22 @@ pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, ClientTlsE
     let provider = Arc::new(provider(settings));
     let versions = parse_protocols(&settings.protocols)?;
     let verifier = client_verifier(settings, &provider)?;
+    // Not `with_single_cert`: its key check parses the certificate with webpki, which refuses
+    // X.509 v1 certificates (see net/x509_v1.rs).
+    let own = crate::net::x509_v1::certified_key(
+        &provider,
+        load_certs(cert_file).map_err(|source| ClientTlsError::File {
+            setting: "client_tls_cert_file",
+            source,
+        })?,
+        load_key(key_file).map_err(|source| ClientTlsError::File {
+            setting: "client_tls_key_file",
+            source,
+        })?,
+    )
+    .map_err(|e| {
+        ClientTlsError::Settings(format!("client_tls_cert_file / client_tls_key_file: {e}"))
+    })?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|source| ClientTlsError::Rustls {
@@ -168,20 +184,7 @@ pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, ClientTlsE
             source,
         })?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            load_certs(cert_file).map_err(|source| ClientTlsError::File {
-                setting: "client_tls_cert_file",
-                source,
-            })?,
-            load_key(key_file).map_err(|source| ClientTlsError::File {
-                setting: "client_tls_key_file",
-                source,
-            })?,
-        )
-        .map_err(|source| ClientTlsError::Rustls {
-            setting: "client_tls_cert_file / client_tls_key_file",
-            source,
-        })?;
+        .with_cert_resolver(Arc::new(crate::net::x509_v1::FixedCert(own)));
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     Ok(ClientTlsConfig {
         sslmode: settings.sslmode,
@@ -246,14 +249,20 @@ fn client_verifier(
         }
         return Ok(WebPkiClientVerifier::no_client_auth());
     };
-    let builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider.clone());
+    let roots = Arc::new(load_roots(ca)?);
+    let builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
     let builder = if mandatory {
         builder
     } else {
         builder.allow_unauthenticated()
     };
-    builder.build().map_err(ClientTlsError::Verifier)
+    let inner = builder.build().map_err(ClientTlsError::Verifier)?;
+    // rustls refuses X.509 v1 client certificates; those are verified by x509_v1.rs
+    Ok(Arc::new(crate::net::x509_v1::V1ClientFallback {
+        inner,
+        roots,
+        algs: provider.signature_verification_algorithms,
+    }))
 }
 
 /// `client_tls_protocols`: PgBouncer's keywords `secure`/`default` (1.2 + 1.3), `all` and

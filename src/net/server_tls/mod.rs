@@ -68,6 +68,8 @@ pub enum TlsSetupError {
     Protocols(String, String),
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("server_tls_cert_file / server_tls_key_file: {0}")]
+    OwnCert(String),
     #[error("CA file rejected: {0}")]
     Verifier(#[from] rustls::client::VerifierBuilderError),
 }
@@ -93,17 +95,26 @@ pub fn build_connector(
         SslMode::VerifyCa | SslMode::VerifyFull => {
             let roots = Arc::new(load_roots(settings)?);
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                roots,
+                roots.clone(),
                 provider.clone(),
             )
             .build()?;
-            if settings.sslmode == SslMode::VerifyFull {
-                builder.with_webpki_verifier(webpki)
+            let full = settings.sslmode == SslMode::VerifyFull;
+            let inner: Arc<dyn rustls::client::danger::ServerCertVerifier> = if full {
+                webpki
             } else {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(verify::ChainOnly { inner: webpki }))
-            }
+                Arc::new(verify::ChainOnly { inner: webpki })
+            };
+            // rustls refuses X.509 v1 certificates; those are verified by x509_v1.rs
+            let verifier = crate::net::x509_v1::V1Fallback {
+                inner,
+                roots,
+                algs: provider.signature_verification_algorithms,
+                check_name: full,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
         }
         _ => {
             let algs = provider.signature_verification_algorithms;
@@ -114,7 +125,11 @@ pub fn build_connector(
     };
     let mut config = match (&settings.cert_file, &settings.key_file) {
         (Some(cert), Some(key)) => {
-            builder.with_client_auth_cert(load_certs(cert)?, load_key(key)?)?
+            // Not `with_client_auth_cert`: its key check refuses X.509 v1 (net/x509_v1.rs)
+            let own =
+                crate::net::x509_v1::certified_key(&provider, load_certs(cert)?, load_key(key)?)
+                    .map_err(TlsSetupError::OwnCert)?;
+            builder.with_client_cert_resolver(Arc::new(crate::net::x509_v1::FixedCert(own)))
         }
         (None, None) => builder.with_no_client_auth(),
         _ => return Err(TlsSetupError::CertWithoutKey),

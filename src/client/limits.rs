@@ -1,0 +1,43 @@
+//! `max_db_client_connections` and `max_user_client_connections`: checked once a client has
+//! logged in and been registered (so it counts itself), as PgBouncer's
+//! check_db_connection_count / check_user_connection_count. Admin users on the admin console
+//! are exempt; every other client of the user counts, admin console included.
+
+use crate::config::Config;
+use crate::config::connstr::ADMIN_DB;
+use crate::pool::clients::ClientRegistry;
+use crate::protocol::pooler_errors::{
+    MAX_DB_CLIENT_CONNECTIONS, MAX_USER_CLIENT_CONNECTIONS, PoolerError,
+};
+
+/// The limit the client just registered for `database` as `user` would exceed, if any.
+pub fn exceeded(
+    config: &Config,
+    clients: &ClientRegistry,
+    database: &str,
+    user: &str,
+) -> Option<PoolerError> {
+    let admin_exempt =
+        database == ADMIN_DB && config.settings.admin_user_list().iter().any(|u| u == user);
+    if admin_exempt {
+        return None;
+    }
+    let db_limit = match config.database_for(database) {
+        Some(db) if database != ADMIN_DB => config.max_db_client_connections_for(&db),
+        _ => config.settings.max_db_client_connections,
+    };
+    let user_limit = config.max_user_client_connections_for(user);
+    if db_limit <= 0 && user_limit <= 0 {
+        return None;
+    }
+    let all = clients.snapshot();
+    let on_db = all.iter().filter(|c| c.database == database).count();
+    if db_limit > 0 && on_db > db_limit as usize {
+        return Some(MAX_DB_CLIENT_CONNECTIONS);
+    }
+    let of_user = all.iter().filter(|c| c.user == user).count();
+    if user_limit > 0 && of_user > user_limit as usize {
+        return Some(MAX_USER_CLIENT_CONNECTIONS);
+    }
+    None
+}
