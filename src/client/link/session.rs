@@ -22,7 +22,7 @@ use crate::pool::cancel::{CancelShow, CancelSlot};
 use crate::pool::{CheckoutError, Pool, ServerGuard};
 use crate::protocol::pooler_errors::{
     CLIENT_IDLE_TIMEOUT, CLIENT_UNEXPECTED_EOF, DATABASE_CONFIG_CHANGED, IDLE_TRANSACTION_TIMEOUT,
-    INVALID_SERVER_PARAMETER, QUERY_TIMEOUT, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED,
+    INVALID_SERVER_PARAMETER, PoolerError, QUERY_TIMEOUT, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED,
     SERVER_SHUTTING_DOWN, TRANSACTION_TIMEOUT, server_login_retry,
 };
 use crate::server::params::{ParamSet, sync_query};
@@ -397,43 +397,57 @@ impl Session<'_> {
         let failure = w.failure.take();
         let release_ready = w.release_ready;
         drop(w);
-        if let (Some(error), Ok(_)) = (failure, &outcome) {
-            return LinkEnd::Failed {
+        let releasable = release_ready && !c2s.has_output();
+        let end = link_end(outcome, failure, releasable, clean, conn.id);
+        if matches!(end, LinkEnd::Released) {
+            // what the client already sent of its next request waits for the next link
+            self.rbuf = c2s.take_unread();
+            conn.rbuf = s2c.take_unread();
+        }
+        end
+    }
+}
+
+/// What a finished relay means for the link: `failure` is the watcher's own verdict (a
+/// protocol rule broken inside a message), `releasable` whether the server stopped at a
+/// release point with nothing of the client's still queued for it.
+fn link_end(
+    outcome: Result<RelayEnd, PoolerError>,
+    failure: Option<PoolerError>,
+    releasable: bool,
+    clean: bool,
+    server: u64,
+) -> LinkEnd {
+    if let (Some(error), Ok(_)) = (failure, &outcome) {
+        return LinkEnd::Failed {
+            error,
+            clean: false,
+        };
+    }
+    match outcome {
+        Err(error) => {
+            tracing::info!(server, reason = %error.message, "closing server");
+            LinkEnd::Failed {
                 error,
                 clean: false,
-            };
+            }
         }
-        match outcome {
-            Err(error) => {
-                tracing::info!(server = conn.id, reason = %error.message, "closing server");
-                LinkEnd::Failed {
-                    error,
-                    clean: false,
-                }
-            }
-            Ok(RelayEnd::ServerStop) if release_ready && !c2s.has_output() => {
-                // what the client already sent of its next request waits for the next link
-                self.rbuf = c2s.take_unread();
-                conn.rbuf = s2c.take_unread();
-                LinkEnd::Released
-            }
-            Ok(RelayEnd::ServerStop) => LinkEnd::ClientLeft { clean: false },
-            Ok(RelayEnd::ClientStop | RelayEnd::ClientEof) => LinkEnd::ClientLeft { clean },
-            Ok(RelayEnd::ClientError(e)) => {
-                tracing::debug!(error = %e, "client connection error");
-                LinkEnd::ClientLeft { clean }
-            }
-            Ok(RelayEnd::ClientProtocol(e)) => LinkEnd::Failed {
-                error: protocol(e.to_string()),
-                clean: false,
-            },
-            Ok(
-                end
-                @ (RelayEnd::ServerEof | RelayEnd::ServerError(_) | RelayEnd::ServerProtocol(_)),
-            ) => {
-                tracing::info!(server = conn.id, reason = ?end, "server connection ended");
-                LinkEnd::ServerGone
-            }
+        Ok(RelayEnd::ServerStop) if releasable => LinkEnd::Released,
+        Ok(RelayEnd::ServerStop) => LinkEnd::ClientLeft { clean: false },
+        Ok(RelayEnd::ClientStop | RelayEnd::ClientEof) => LinkEnd::ClientLeft { clean },
+        Ok(RelayEnd::ClientError(e)) => {
+            tracing::debug!(error = %e, "client connection error");
+            LinkEnd::ClientLeft { clean }
+        }
+        Ok(RelayEnd::ClientProtocol(e)) => LinkEnd::Failed {
+            error: protocol(e.to_string()),
+            clean: false,
+        },
+        Ok(
+            end @ (RelayEnd::ServerEof | RelayEnd::ServerError(_) | RelayEnd::ServerProtocol(_)),
+        ) => {
+            tracing::info!(server, reason = ?end, "server connection ended");
+            LinkEnd::ServerGone
         }
     }
 }
