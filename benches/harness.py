@@ -276,7 +276,8 @@ class Target:
         return self.proc.pid if self.proc else None
 
 
-def pooler_ini(env, name, port, pg_port, max_clients):
+def pooler_ini(env, name, port, pg_port, max_clients, extra=""):
+    """The ini every target gets; `extra` lines are appended (later keys win)."""
     return env.write(
         f"{name}.ini",
         f"""[databases]
@@ -296,7 +297,7 @@ max_prepared_statements = 200
 log_connections = 0
 log_disconnections = 0
 logfile = {env.path(name + ".log")}
-""",
+{extra}""",
     )
 
 

@@ -313,24 +313,8 @@ def main():
         binary = harness.find_krbouncer(build=True)
         port = harness.free_port()
         env.write("users.txt", f'"{USER}" "{PASSWORD}"\n')
-        ini = env.write("soak.ini", f"""[databases]
-{DBNAME} = host=127.0.0.1 port={pg_port} dbname={DBNAME}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = md5
-auth_file = {env.path("users.txt")}
-admin_users = {USER}
-pool_mode = transaction
-default_pool_size = 10
-max_client_conn = {args.clients * 2 + 20}
-max_prepared_statements = 200
-server_login_retry = 1
-query_wait_timeout = 20
-logfile = {env.path("krbouncer.log")}
-""")
+        ini = harness.pooler_ini(env, "krbouncer", port, pg_port, args.clients * 2 + 20, extra=(
+            f"admin_users = {USER}\nserver_login_retry = 1\nquery_wait_timeout = 20\n"))
         proc = env.spawn([binary, ini], "krbouncer.stdout")
         harness.wait_port(port, proc, "krbouncer")
         bindir = harness.pg_bin_dir()
