@@ -34,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
         let (mut their_read, mut their_write) = tokio::io::split(theirs);
         let server = tokio::spawn(async move {
             let _ = their_write.write_all(&data).await;
-            // whatever we send is read and dropped; EOF after the scripted answers
+            // EOF after the scripted answers, as a server that closes; what we send is dropped
+            let _ = their_write.shutdown().await;
             let mut sink = vec![0u8; 4096];
             while matches!(their_read.read(&mut sink).await, Ok(n) if n > 0) {}
         });
