@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::values::ValueError;
+
 /// A place in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -52,7 +54,8 @@ pub enum ConfigErrorKind {
     InvalidValue {
         key: String,
         value: String,
-        reason: String,
+        #[source]
+        reason: ValueError,
     },
     #[error("syntax error in connection string")]
     ConnstrSyntax,

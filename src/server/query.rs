@@ -50,13 +50,11 @@ pub async fn run_simple(
                     return Ok(());
                 }
                 Some(b'E') => {
-                    failure = Some(
-                        parse_error_fields(&msg).map_err(|e| WireError::Protocol(e.to_string()))?,
-                    );
+                    failure = Some(parse_error_fields(&msg).map_err(WireError::Protocol)?);
                 }
                 Some(b'S') => {
-                    let (name, value) = parse_parameter_status(&msg)
-                        .map_err(|e| WireError::Protocol(e.to_string()))?;
+                    let (name, value) =
+                        parse_parameter_status(&msg).map_err(WireError::Protocol)?;
                     conn.params.set(name, value);
                 }
                 // CommandComplete, EmptyQueryResponse, NoticeResponse, RowDescription, DataRow...
