@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A setting whose value is one word out of a fixed list.
-pub trait Lookup: Sized + Copy + Default + 'static {
+pub(crate) trait Lookup: Sized + Copy + Default + 'static {
     /// Canonical spellings, in PgBouncer's table order.
     const NAMES: &'static [(&'static str, Self)];
 

@@ -94,7 +94,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error with no file position (runtime `SET`, validation).
-    pub fn bare(kind: ConfigErrorKind) -> ConfigError {
+    pub(crate) fn bare(kind: ConfigErrorKind) -> ConfigError {
         ConfigError {
             location: None,
             kind,

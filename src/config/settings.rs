@@ -118,7 +118,7 @@ pub struct SettingDef {
 }
 
 /// PgBouncer's default `auth_query` since 1.24.1 (CVE-2025-2291: honours VALID UNTIL).
-pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
+pub(crate) const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
 
 /// `tcp_defer_accept` defaults to on where the socket option exists (Linux).
 const DEFAULT_TCP_DEFER_ACCEPT: &str = if cfg!(target_os = "linux") { "1" } else { "0" };

@@ -66,7 +66,7 @@ impl Default for Settings {
 
 impl Settings {
     /// Applies every non-NULL default, as PgBouncer does when a `[pgbouncer]` section starts.
-    pub fn reset_to_defaults(&mut self) {
+    pub(crate) fn reset_to_defaults(&mut self) {
         for def in SETTINGS {
             if let Some(default) = def.default {
                 // invariant: every default string in the table parses (unit-tested).

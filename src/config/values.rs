@@ -54,20 +54,20 @@ fn strtol_base0(value: &str) -> Option<i64> {
 }
 
 /// `CF_INT`: a C `int` written in decimal, octal (`0…`) or hex (`0x…`).
-pub fn parse_int(value: &str) -> Result<i32, ValueError> {
+pub(crate) fn parse_int(value: &str) -> Result<i32, ValueError> {
     let n = strtol_base0(value).ok_or(ValueError::NotInteger)?;
     i32::try_from(n).map_err(ValueError::IntegerOutOfRange)
 }
 
 /// `CF_UINT`: an unsigned C `int`.
-pub fn parse_uint(value: &str) -> Result<u32, ValueError> {
+pub(crate) fn parse_uint(value: &str) -> Result<u32, ValueError> {
     let n = strtol_base0(value).ok_or(ValueError::NotInteger)?;
     u32::try_from(n).map_err(ValueError::IntegerOutOfRange)
 }
 
 /// A 0/1 setting. PgBouncer stores these as `CF_INT` (any non-zero integer is on); the usual
 /// boolean words are accepted as well.
-pub fn parse_flag(value: &str) -> Result<bool, ValueError> {
+pub(crate) fn parse_flag(value: &str) -> Result<bool, ValueError> {
     match value.to_ascii_lowercase().as_str() {
         "on" | "yes" | "true" => return Ok(true),
         "off" | "no" | "false" => return Ok(false),
@@ -80,7 +80,7 @@ pub fn parse_flag(value: &str) -> Result<bool, ValueError> {
 
 /// `CF_TIME_USEC`: non-negative seconds, fractions allowed ("0.5", "15", "1e3"). Truncated to
 /// microseconds like PgBouncer's `(usec_t)(USEC * v)`.
-pub fn parse_time(value: &str) -> Result<Duration, ValueError> {
+pub(crate) fn parse_time(value: &str) -> Result<Duration, ValueError> {
     let s = value.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
     let secs: f64 = s.parse().map_err(ValueError::NotSeconds)?;
     if !secs.is_finite() || secs < 0.0 {
@@ -94,13 +94,13 @@ pub fn parse_time(value: &str) -> Result<Duration, ValueError> {
 }
 
 /// How PgBouncer shows a time: C `printf("%g", seconds)`.
-pub fn render_time(d: Duration) -> String {
+pub(crate) fn render_time(d: Duration) -> String {
     format_g(d.as_micros() as f64 / 1e6)
 }
 
 /// C `printf("%g")`: 6 significant digits, trailing zeros removed, exponent form when the
 /// exponent is below -4 or at least 6.
-pub fn format_g(v: f64) -> String {
+pub(crate) fn format_g(v: f64) -> String {
     if v == 0.0 {
         return "0".to_string();
     }

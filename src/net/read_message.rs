@@ -9,7 +9,7 @@ use crate::protocol::framing::peek_header;
 
 /// Longest message accepted outside the relay: auth requests, ParameterStatus, errors,
 /// CommandComplete. DataRows of a check query are bigger only if the query is odd.
-pub const MAX_CONTROL_MESSAGE: usize = 1024 * 1024;
+pub(crate) const MAX_CONTROL_MESSAGE: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -32,7 +32,7 @@ pub enum WireError {
 }
 
 /// Reads one whole server message (tag, length and body) out of `rbuf`, filling it from `stream`.
-pub async fn read_message<S: AsyncRead + Unpin>(
+pub(crate) async fn read_message<S: AsyncRead + Unpin>(
     stream: &mut S,
     rbuf: &mut BytesMut,
 ) -> Result<BytesMut, WireError> {
@@ -40,7 +40,7 @@ pub async fn read_message<S: AsyncRead + Unpin>(
 }
 
 /// Reads one whole message of at most `max_len` bytes.
-pub async fn read_message_limited<S: AsyncRead + Unpin>(
+pub(crate) async fn read_message_limited<S: AsyncRead + Unpin>(
     stream: &mut S,
     rbuf: &mut BytesMut,
     max_len: usize,
@@ -59,7 +59,10 @@ pub async fn read_message_limited<S: AsyncRead + Unpin>(
 }
 
 /// Writes and flushes a complete buffer.
-pub async fn write_flush<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &[u8],
+) -> std::io::Result<()> {
     stream.write_all(buf).await?;
     stream.flush().await
 }

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use super::error::ProtocolError;
 
 /// The size of a tagged message header: one tag byte plus the int32 length.
-pub const HEADER_LEN: usize = 5;
+pub(crate) const HEADER_LEN: usize = 5;
 
 /// Limit for authentication requests from a server ('R'), including GSS continue tokens.
 /// PostgreSQL caps client auth tokens at 65535 (`PG_MAX_AUTH_TOKEN_LENGTH`).

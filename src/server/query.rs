@@ -11,7 +11,7 @@ use crate::protocol::frontend;
 use crate::server::conn::ServerConn;
 
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     #[error(transparent)]
     Wire(#[from] WireError),
     #[error("{}", .0.message)]
@@ -24,7 +24,7 @@ pub enum QueryError {
 
 /// Sends `sql` as a simple Query and reads up to ReadyForQuery. ParameterStatus replies update
 /// the connection's parameters; an ErrorResponse makes the result an error (after draining).
-pub async fn run_simple(
+pub(crate) async fn run_simple(
     conn: &mut ServerConn,
     sql: &str,
     timeout: Duration,

@@ -66,7 +66,7 @@ impl<S> GssEncStream<S> {
         self.max_plain
     }
 
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
 
