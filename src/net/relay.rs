@@ -179,6 +179,9 @@ impl Pump {
     fn scan<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), ProtocolError> {
         let mut run = 0usize;
         loop {
+            // In bounds: `run` only grows by bytes of `rbuf` already scanned (and is reset when
+            // they are emitted), so it never passes `rbuf.len()`.
+            #[allow(clippy::indexing_slicing)]
             let avail = &self.rbuf[run..];
             if self.streaming_left > 0 {
                 let n = self.streaming_left.min(avail.len());
@@ -195,15 +198,10 @@ impl Pump {
                 Err(e) => return Err(e),
             };
             if watcher.wants_whole(self.dir, header.tag) {
-                if avail.len() < header.len {
+                let Some(whole) = avail.get(..header.len) else {
                     break; // wait for the rest; its size was bounded by peek_header
-                }
-                let verdict = watcher.on_message(
-                    self.dir,
-                    header.tag,
-                    &avail[..header.len],
-                    &mut self.inject,
-                );
+                };
+                let verdict = watcher.on_message(self.dir, header.tag, whole, &mut self.inject);
                 if !self.inject.is_empty() || verdict != Verdict::Forward {
                     self.emit(run);
                     run = 0;

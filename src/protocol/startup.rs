@@ -64,10 +64,10 @@ pub fn is_direct_tls(first_byte: u8) -> bool {
 /// `Ok(None)`: more bytes are needed (nothing consumed). The announced length is checked from
 /// the first 4 bytes, so a hostile 1 GiB length is refused before any body byte arrives.
 pub fn parse_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, ProtocolError> {
-    let Some(len_word) = buf.get(..4) else {
+    let Some(&len_word) = buf.first_chunk::<4>() else {
         return Ok(None);
     };
-    let raw = i32::from_be_bytes([len_word[0], len_word[1], len_word[2], len_word[3]]);
+    let raw = i32::from_be_bytes(len_word);
     if raw < MIN_STARTUP_PACKET_LEN as i32 {
         return Err(ProtocolError::LengthTooShort {
             tag: '\0',
@@ -82,10 +82,10 @@ pub fn parse_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, Protoc
             max: MAX_STARTUP_PACKET_LEN,
         });
     }
-    if buf.len() < len {
+    let Some(body) = buf.get(4..len) else {
         return Ok(None);
-    }
-    let packet = parse_packet(&buf[4..len])?;
+    };
+    let packet = parse_packet(body)?;
     buf.advance(len);
     Ok(Some(packet))
 }
