@@ -79,7 +79,7 @@ impl Shared {
     }
 
     /// The current configuration snapshot.
-    pub fn config(&self) -> Arc<Config> {
+    pub(crate) fn config(&self) -> Arc<Config> {
         self.config
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -96,7 +96,7 @@ impl Shared {
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
     }
 
-    pub fn upstream(&self) -> Upstream<'_> {
+    pub(crate) fn upstream(&self) -> Upstream<'_> {
         Upstream {
             gss: &self.gss,
             tls: self.tls.read().unwrap_or_else(|p| p.into_inner()).clone(),

@@ -30,7 +30,7 @@ impl Default for Shutdown {
 }
 
 impl Shutdown {
-    pub fn new() -> Shutdown {
+    pub(crate) fn new() -> Shutdown {
         Shutdown {
             mode: AtomicU8::new(0),
             tx: watch::channel(ShutdownMode::Running).0,

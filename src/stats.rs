@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implicit.
-pub const LATENCY_BUCKETS: [f64; 16] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
@@ -36,7 +36,7 @@ pub struct HistogramSnapshot {
 }
 
 impl Histogram {
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = LATENCY_BUCKETS
             .iter()
@@ -106,41 +106,41 @@ fn add(c: &AtomicU64, n: u64) {
 }
 
 impl PoolStats {
-    pub fn record_assignment(&self) {
+    pub(crate) fn record_assignment(&self) {
         add(&self.server_assignment_count, 1);
     }
 
-    pub fn record_query(&self, took: Duration) {
+    pub(crate) fn record_query(&self, took: Duration) {
         add(&self.query_count, 1);
         add(&self.query_time_us, took.as_micros() as u64);
         self.query_latency.observe(took);
     }
 
-    pub fn record_xact(&self, took: Duration) {
+    pub(crate) fn record_xact(&self, took: Duration) {
         add(&self.xact_count, 1);
         add(&self.xact_time_us, took.as_micros() as u64);
         self.xact_latency.observe(took);
     }
 
-    pub fn record_wait(&self, waited: Duration) {
+    pub(crate) fn record_wait(&self, waited: Duration) {
         add(&self.wait_time_us, waited.as_micros() as u64);
         self.wait_latency.observe(waited);
     }
 
-    pub fn record_bytes(&self, from_client: u64, to_client: u64) {
+    pub(crate) fn record_bytes(&self, from_client: u64, to_client: u64) {
         add(&self.bytes_received, from_client);
         add(&self.bytes_sent, to_client);
     }
 
-    pub fn record_client_parse(&self) {
+    pub(crate) fn record_client_parse(&self) {
         add(&self.client_parse_count, 1);
     }
 
-    pub fn record_server_parse(&self) {
+    pub(crate) fn record_server_parse(&self) {
         add(&self.server_parse_count, 1);
     }
 
-    pub fn record_bind(&self) {
+    pub(crate) fn record_bind(&self) {
         add(&self.bind_count, 1);
     }
 
@@ -148,7 +148,7 @@ impl PoolStats {
         add(&self.client_login_count, 1);
     }
 
-    pub fn record_server_login(&self, took: Duration) {
+    pub(crate) fn record_server_login(&self, took: Duration) {
         self.server_login_latency.observe(took);
     }
 
@@ -164,7 +164,7 @@ impl PoolStats {
     }
 
     /// The totals at the tick before last (the base of the current averages).
-    pub fn older_totals(&self) -> StatsTotals {
+    pub(crate) fn older_totals(&self) -> StatsTotals {
         self.period_snapshots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -238,7 +238,7 @@ impl Default for StatsClock {
 }
 
 impl StatsClock {
-    pub fn new() -> StatsClock {
+    pub(crate) fn new() -> StatsClock {
         let now = Instant::now();
         // PgBouncer starts with old_stamp one second back, so early averages are per second
         let old = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
@@ -255,7 +255,7 @@ impl StatsClock {
     }
 
     /// Microseconds since the tick before last: the averaging window.
-    pub fn window_us(&self) -> u64 {
+    pub(crate) fn window_us(&self) -> u64 {
         let s = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
         s.0.elapsed().as_micros() as u64
     }

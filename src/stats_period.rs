@@ -9,7 +9,7 @@ use crate::shared::Shared;
 use crate::stats::StatsTotals;
 
 /// Averages over one window, named as `StatsTotals` (rates per second, times per event).
-pub fn average(cur: &StatsTotals, old: &StatsTotals, window_us: u64) -> StatsTotals {
+pub(crate) fn average(cur: &StatsTotals, old: &StatsTotals, window_us: u64) -> StatsTotals {
     let mut avg = StatsTotals::default();
     if window_us == 0 {
         return avg;

@@ -6,10 +6,10 @@ use bytes::BytesMut;
 use crate::protocol::result_set::{ColType, data_row, row_description};
 
 /// Rows of text values; `None` is NULL.
-pub type Rows = Vec<Vec<Option<String>>>;
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
 
 /// Writes a whole result set (RowDescription + DataRows); the caller completes it.
-pub fn table(buf: &mut BytesMut, cols: &[(&str, ColType)], rows: &Rows) {
+pub(crate) fn table(buf: &mut BytesMut, cols: &[(&str, ColType)], rows: &Rows) {
     row_description(buf, cols);
     for r in rows {
         data_row(buf, r);
@@ -22,7 +22,7 @@ pub(crate) fn s(v: impl ToString) -> Option<String> {
 }
 
 /// `usec_t` as PgBouncer's `format_time_s` renders it (UTC here).
-pub fn format_time_us(us: u64) -> String {
+pub(crate) fn format_time_us(us: u64) -> String {
     let secs = (us / 1_000_000) as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

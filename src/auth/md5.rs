@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 use super::secret::Secret;
 
 /// Length of "md5" + 32 hex digits.
-pub const MD5_RESPONSE_LEN: usize = 35;
+pub(crate) const MD5_RESPONSE_LEN: usize = 35;
 
 fn md5_hex(parts: &[&[u8]]) -> String {
     let mut hasher = Md5::new();
@@ -24,7 +24,7 @@ fn md5_hex(parts: &[&[u8]]) -> String {
 }
 
 /// The stored form: "md5" + hex(md5(password || user)).
-pub fn md5_hash(user: &str, password: &str) -> String {
+pub(crate) fn md5_hash(user: &str, password: &str) -> String {
     md5_hash_bytes(user, password.as_bytes())
 }
 
@@ -34,7 +34,7 @@ fn md5_hash_bytes(user: &str, password: &[u8]) -> String {
 
 /// What a client sends and a server expects for AuthenticationMD5Password:
 /// "md5" + hex(md5(hex part of `md5_hash` || salt)). `md5_hash` must be the 35-char stored form.
-pub fn md5_salted_response(md5_hash: &str, salt: [u8; 4]) -> String {
+pub(crate) fn md5_salted_response(md5_hash: &str, salt: [u8; 4]) -> String {
     let inner = md5_hash.strip_prefix("md5").unwrap_or(md5_hash);
     md5_hex(&[inner.as_bytes(), &salt])
 }

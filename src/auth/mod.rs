@@ -1,6 +1,8 @@
 //! Authentication mechanisms, sans-IO: md5, SCRAM-SHA-256 (server and client side), GSSAPI
 //! initiator. Nothing here touches a socket; callers move the bytes.
 
+#![warn(clippy::indexing_slicing)]
+
 pub mod gss;
 pub mod md5;
 pub mod password;

@@ -29,7 +29,7 @@ pub struct ScramSecret {
 impl Secret {
     /// Classifies a stored password string. A string that looks like md5 or SCRAM but is
     /// malformed is taken as plaintext, as PgBouncer and PostgreSQL do.
-    pub fn parse(s: &str) -> Secret {
+    pub(crate) fn parse(s: &str) -> Secret {
         if s.is_empty() {
             return Secret::Empty;
         }
@@ -43,7 +43,7 @@ impl Secret {
     }
 
     /// The short type name used in logs and errors ("plain", "md5", "scram").
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Secret::Empty => "empty",
             Secret::Plain(_) => "plain",
@@ -72,7 +72,7 @@ fn is_md5_hash(s: &str) -> bool {
 
 impl ScramSecret {
     /// Parses `SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>`.
-    pub fn parse(s: &str) -> Option<ScramSecret> {
+    pub(crate) fn parse(s: &str) -> Option<ScramSecret> {
         let rest = s.strip_prefix("SCRAM-SHA-256$")?;
         let (iter_salt, keys) = rest.split_once('$')?;
         let (iter, salt) = iter_salt.split_once(':')?;

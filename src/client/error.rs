@@ -7,7 +7,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 pub use crate::protocol::pooler_errors::PoolerError as ClientError;
 
 /// Sends the error; failures to send are ignored, the connection is closing anyway.
-pub async fn send_error<S: AsyncWrite + Unpin>(stream: &mut S, error: &ClientError) {
+pub(crate) async fn send_error<S: AsyncWrite + Unpin>(stream: &mut S, error: &ClientError) {
     let mut buf = BytesMut::with_capacity(64 + error.message.len());
     error.write(&mut buf);
     let _ = stream.write_all(&buf).await;
@@ -25,6 +25,6 @@ pub fn fatal_with(sqlstate: &'static str, message: impl Into<String>) -> ClientE
 }
 
 /// A FATAL 08P01 error with a formatted text.
-pub fn protocol(message: impl Into<String>) -> ClientError {
+pub(crate) fn protocol(message: impl Into<String>) -> ClientError {
     ClientError::fatal_text(message.into())
 }

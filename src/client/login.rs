@@ -128,7 +128,7 @@ async fn read_auth_message<S: AsyncRead + Unpin>(
     let msg = read_message_limited(stream, rbuf, MAX_AUTH_MESSAGE)
         .await
         .map_err(|e| match e {
-            crate::net::read_message::WireError::Protocol(p) => protocol(p),
+            crate::net::read_message::WireError::Protocol(p) => protocol(p.to_string()),
             _ => eof(),
         })?;
     if msg.first() != Some(&b'p') {

@@ -12,7 +12,7 @@ use super::values::atoi;
 pub const MAX_DBNAME: usize = 64;
 
 /// The name of the admin console database.
-pub const ADMIN_DB: &str = "pgbouncer";
+pub(crate) const ADMIN_DB: &str = "pgbouncer";
 
 /// Splits a connection string into `(key, value)` pairs exactly as PgBouncer does: only spaces
 /// separate (a tab is part of a value), empty values are errors, and a quoted value ends at the
@@ -254,7 +254,7 @@ impl DatabaseDef {
     /// The definition an auto-database (`*` fallback) gets for a client-requested `name`:
     /// PgBouncer re-parses the `*` connection string under that name, so `dbname` defaults
     /// to `name` unless the `*` entry set it.
-    pub fn instantiate_fallback(&self, name: &str) -> DatabaseDef {
+    pub(crate) fn instantiate_fallback(&self, name: &str) -> DatabaseDef {
         let mut db = self.clone();
         db.name = name.to_string();
         if !db.dbname_explicit {

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A setting whose value is one word out of a fixed list.
-pub trait Lookup: Sized + Copy + Default + 'static {
+pub(crate) trait Lookup: Sized + Copy + Default + 'static {
     /// Canonical spellings, in PgBouncer's table order.
     const NAMES: &'static [(&'static str, Self)];
 
@@ -49,9 +49,11 @@ macro_rules! lookup_enum {
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                <$name as Lookup>::parse(s).ok_or_else(|| format!("expected one of {}", <$name as Lookup>::allowed()))
+            type Err = super::values::ValueError;
+            fn from_str(s: &str) -> Result<Self, super::values::ValueError> {
+                <$name as Lookup>::parse(s).ok_or_else(|| super::values::ValueError::NotOneOf {
+                    allowed: <$name as Lookup>::allowed(),
+                })
             }
         }
     };
@@ -168,6 +170,7 @@ mod tests {
             "maybe"
                 .parse::<GssAuthNegotiate>()
                 .unwrap_err()
+                .to_string()
                 .contains("disable|allow|require")
         );
     }

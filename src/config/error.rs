@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::values::ValueError;
+
 /// A place in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -52,7 +54,8 @@ pub enum ConfigErrorKind {
     InvalidValue {
         key: String,
         value: String,
-        reason: String,
+        #[source]
+        reason: ValueError,
     },
     #[error("syntax error in connection string")]
     ConnstrSyntax,
@@ -91,7 +94,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error with no file position (runtime `SET`, validation).
-    pub fn bare(kind: ConfigErrorKind) -> ConfigError {
+    pub(crate) fn bare(kind: ConfigErrorKind) -> ConfigError {
         ConfigError {
             location: None,
             kind,

@@ -13,7 +13,7 @@ use crate::auth::secret::Secret;
 impl Config {
     /// The database a client asking for `name` gets: the explicit entry, else the `*`
     /// fallback instantiated for `name`. `None` for unknown names and for the admin console.
-    pub fn database_for(&self, name: &str) -> Option<DatabaseDef> {
+    pub(crate) fn database_for(&self, name: &str) -> Option<DatabaseDef> {
         if name == ADMIN_DB {
             return None;
         }
@@ -26,7 +26,7 @@ impl Config {
     }
 
     /// The `[users]` entry for `user`.
-    pub fn user_def(&self, user: &str) -> Option<&UserDef> {
+    pub(crate) fn user_def(&self, user: &str) -> Option<&UserDef> {
         self.users.get(user)
     }
 
@@ -45,7 +45,7 @@ impl Config {
         }
     }
 
-    pub fn pool_mode_for(&self, db: &DatabaseDef, user: &str) -> PoolMode {
+    pub(crate) fn pool_mode_for(&self, db: &DatabaseDef, user: &str) -> PoolMode {
         self.user_def(user)
             .and_then(|u| u.pool_mode)
             .or(db.pool_mode)
@@ -53,26 +53,26 @@ impl Config {
     }
 
     /// 0 = unlimited (1.24+).
-    pub fn pool_size_for(&self, db: &DatabaseDef, user: &str) -> i32 {
+    pub(crate) fn pool_size_for(&self, db: &DatabaseDef, user: &str) -> i32 {
         self.user_def(user)
             .and_then(|u| u.pool_size)
             .or(db.pool_size)
             .unwrap_or(self.settings.default_pool_size)
     }
 
-    pub fn reserve_pool_size_for(&self, db: &DatabaseDef, user: &str) -> i32 {
+    pub(crate) fn reserve_pool_size_for(&self, db: &DatabaseDef, user: &str) -> i32 {
         self.user_def(user)
             .and_then(|u| u.reserve_pool_size)
             .or(db.reserve_pool_size)
             .unwrap_or(self.settings.reserve_pool_size)
     }
 
-    pub fn min_pool_size_for(&self, db: &DatabaseDef) -> i32 {
+    pub(crate) fn min_pool_size_for(&self, db: &DatabaseDef) -> i32 {
         db.min_pool_size.unwrap_or(self.settings.min_pool_size)
     }
 
     /// 0 = unlimited.
-    pub fn max_db_connections_for(&self, db: &DatabaseDef) -> i32 {
+    pub(crate) fn max_db_connections_for(&self, db: &DatabaseDef) -> i32 {
         db.max_db_connections
             .unwrap_or(self.settings.max_db_connections)
     }
@@ -84,7 +84,7 @@ impl Config {
     }
 
     /// 0 = unlimited.
-    pub fn max_user_connections_for(&self, user: &str) -> i32 {
+    pub(crate) fn max_user_connections_for(&self, user: &str) -> i32 {
         self.user_def(user)
             .and_then(|u| u.max_user_connections)
             .unwrap_or(self.settings.max_user_connections)
@@ -97,12 +97,12 @@ impl Config {
             .unwrap_or(self.settings.max_user_client_connections)
     }
 
-    pub fn server_lifetime_for(&self, db: &DatabaseDef) -> Duration {
+    pub(crate) fn server_lifetime_for(&self, db: &DatabaseDef) -> Duration {
         db.server_lifetime.unwrap_or(self.settings.server_lifetime)
     }
 
     /// Zero disables.
-    pub fn query_wait_timeout_for(&self, db: &DatabaseDef, user: &str) -> Duration {
+    pub(crate) fn query_wait_timeout_for(&self, db: &DatabaseDef, user: &str) -> Duration {
         self.user_def(user)
             .and_then(|u| u.query_wait_timeout)
             .or(db.query_wait_timeout)
@@ -110,45 +110,45 @@ impl Config {
     }
 
     /// Zero disables.
-    pub fn query_timeout_for(&self, user: &str) -> Duration {
+    pub(crate) fn query_timeout_for(&self, user: &str) -> Duration {
         self.user_def(user)
             .and_then(|u| u.query_timeout)
             .unwrap_or(self.settings.query_timeout)
     }
 
     /// Zero disables.
-    pub fn idle_transaction_timeout_for(&self, user: &str) -> Duration {
+    pub(crate) fn idle_transaction_timeout_for(&self, user: &str) -> Duration {
         self.user_def(user)
             .and_then(|u| u.idle_transaction_timeout)
             .unwrap_or(self.settings.idle_transaction_timeout)
     }
 
     /// Zero disables.
-    pub fn transaction_timeout_for(&self, user: &str) -> Duration {
+    pub(crate) fn transaction_timeout_for(&self, user: &str) -> Duration {
         self.user_def(user)
             .and_then(|u| u.transaction_timeout)
             .unwrap_or(self.settings.transaction_timeout)
     }
 
     /// Zero disables.
-    pub fn client_idle_timeout_for(&self, user: &str) -> Duration {
+    pub(crate) fn client_idle_timeout_for(&self, user: &str) -> Duration {
         self.user_def(user)
             .and_then(|u| u.client_idle_timeout)
             .unwrap_or(self.settings.client_idle_timeout)
     }
 
-    pub fn gss_negotiate_for(&self, db: &DatabaseDef) -> GssAuthNegotiate {
+    pub(crate) fn gss_negotiate_for(&self, db: &DatabaseDef) -> GssAuthNegotiate {
         db.server_gssauth_negotiate
             .unwrap_or(self.settings.server_gssauth_negotiate)
     }
 
-    pub fn gssencmode_for(&self, db: &DatabaseDef) -> GssEncMode {
+    pub(crate) fn gssencmode_for(&self, db: &DatabaseDef) -> GssEncMode {
         db.server_gssencmode
             .unwrap_or(self.settings.server_gssencmode)
     }
 
     /// The configured server principal; empty = build `<srvname>@<host>` per connected host.
-    pub fn krb_spn_for(&self, db: &DatabaseDef) -> String {
+    pub(crate) fn krb_spn_for(&self, db: &DatabaseDef) -> String {
         db.server_krb_spn
             .clone()
             .unwrap_or_else(|| self.settings.server_krb_spn.clone())

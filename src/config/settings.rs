@@ -7,12 +7,12 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::enums::{AuthType, GssAuthNegotiate, GssEncMode, LogFormat, Lookup, PoolMode, SslMode};
-use super::values;
+use super::values::{self, ValueError};
 
 /// How a setting's text becomes a typed value and back.
 pub trait SettingKind {
     type Value: Clone + Default + PartialEq + std::fmt::Debug;
-    fn parse(value: &str) -> Result<Self::Value, String>;
+    fn parse(value: &str) -> Result<Self::Value, ValueError>;
     /// SHOW CONFIG's rendering; `None` shows as SQL NULL (an unset string).
     fn render(value: &Self::Value) -> Option<String>;
 }
@@ -34,7 +34,7 @@ pub struct Enum<T>(PhantomData<T>);
 
 impl SettingKind for Int {
     type Value = i32;
-    fn parse(value: &str) -> Result<i32, String> {
+    fn parse(value: &str) -> Result<i32, ValueError> {
         values::parse_int(value)
     }
     fn render(value: &i32) -> Option<String> {
@@ -44,7 +44,7 @@ impl SettingKind for Int {
 
 impl SettingKind for UInt {
     type Value = u32;
-    fn parse(value: &str) -> Result<u32, String> {
+    fn parse(value: &str) -> Result<u32, ValueError> {
         values::parse_uint(value)
     }
     fn render(value: &u32) -> Option<String> {
@@ -54,7 +54,7 @@ impl SettingKind for UInt {
 
 impl SettingKind for Time {
     type Value = Duration;
-    fn parse(value: &str) -> Result<Duration, String> {
+    fn parse(value: &str) -> Result<Duration, ValueError> {
         values::parse_time(value)
     }
     fn render(value: &Duration) -> Option<String> {
@@ -64,7 +64,7 @@ impl SettingKind for Time {
 
 impl SettingKind for Flag {
     type Value = bool;
-    fn parse(value: &str) -> Result<bool, String> {
+    fn parse(value: &str) -> Result<bool, ValueError> {
         values::parse_flag(value)
     }
     fn render(value: &bool) -> Option<String> {
@@ -74,7 +74,7 @@ impl SettingKind for Flag {
 
 impl SettingKind for Str {
     type Value = String;
-    fn parse(value: &str) -> Result<String, String> {
+    fn parse(value: &str) -> Result<String, ValueError> {
         Ok(value.to_string())
     }
     fn render(value: &String) -> Option<String> {
@@ -84,7 +84,7 @@ impl SettingKind for Str {
 
 impl SettingKind for OptStr {
     type Value = Option<String>;
-    fn parse(value: &str) -> Result<Option<String>, String> {
+    fn parse(value: &str) -> Result<Option<String>, ValueError> {
         Ok(Some(value.to_string()))
     }
     fn render(value: &Option<String>) -> Option<String> {
@@ -94,8 +94,10 @@ impl SettingKind for OptStr {
 
 impl<T: Lookup + std::fmt::Debug + PartialEq + std::fmt::Display> SettingKind for Enum<T> {
     type Value = T;
-    fn parse(value: &str) -> Result<T, String> {
-        T::parse(value).ok_or_else(|| format!("expected one of {}", T::allowed()))
+    fn parse(value: &str) -> Result<T, ValueError> {
+        T::parse(value).ok_or_else(|| ValueError::NotOneOf {
+            allowed: T::allowed(),
+        })
     }
     fn render(value: &T) -> Option<String> {
         Some(value.to_string())
@@ -111,12 +113,12 @@ pub struct SettingDef {
     /// `false` = `CF_NO_RELOAD`: only a restart changes it (SHOW CONFIG `changeable = no`).
     pub reloadable: bool,
     pub(crate) get: fn(&Settings) -> Option<String>,
-    pub(crate) set: fn(&mut Settings, &str) -> Result<(), String>,
+    pub(crate) set: fn(&mut Settings, &str) -> Result<(), ValueError>,
     pub(crate) copy: fn(&mut Settings, &Settings),
 }
 
 /// PgBouncer's default `auth_query` since 1.24.1 (CVE-2025-2291: honours VALID UNTIL).
-pub const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
+pub(crate) const DEFAULT_AUTH_QUERY: &str = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin";
 
 /// `tcp_defer_accept` defaults to on where the socket option exists (Linux).
 const DEFAULT_TCP_DEFER_ACCEPT: &str = if cfg!(target_os = "linux") { "1" } else { "0" };

@@ -4,7 +4,7 @@
 
 use super::error::{ConfigError, ConfigErrorKind};
 use super::settings::{SETTINGS, Settings, find_setting};
-use super::values::comma_list;
+use super::values::{ValueError, comma_list};
 
 /// Settings krbouncer accepts but does not act on yet. `Settings::not_yet_implemented` reports
 /// those whose value differs from the default so startup can warn. Edit freely.
@@ -86,7 +86,7 @@ impl Default for Settings {
 
 impl Settings {
     /// Applies every non-NULL default, as PgBouncer does when a `[pgbouncer]` section starts.
-    pub fn reset_to_defaults(&mut self) {
+    pub(crate) fn reset_to_defaults(&mut self) {
         for def in SETTINGS {
             if let Some(default) = def.default {
                 // invariant: every default string in the table parses (unit-tested).
@@ -102,9 +102,7 @@ impl Settings {
             find_setting(key).ok_or_else(|| ConfigErrorKind::UnknownParameter(key.to_string()))?;
         // PgBouncer's CF_AUTHDB type: the admin console cannot serve auth_query.
         let checked = if key == "auth_dbname" && value == crate::config::connstr::ADMIN_DB {
-            Err(format!(
-                "cannot use the reserved \"{value}\" database as an auth_dbname"
-            ))
+            Err(ValueError::ReservedAuthDb(value.to_string()))
         } else {
             Ok(())
         };

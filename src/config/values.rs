@@ -3,7 +3,32 @@
 //! suffixes), 0/1 flags, case-insensitive lookups, `atoi` for connection strings, and `%g`
 //! rendering of times for SHOW CONFIG.
 
+use std::num::{ParseFloatError, TryFromIntError};
 use std::time::Duration;
+
+/// Why a setting's text is not a valid value. The texts are krbouncer's established wording:
+/// they follow `invalid value "..." for parameter ...: ` in `--check` output and logs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("not an integer")]
+    NotInteger,
+    #[error("integer out of range")]
+    IntegerOutOfRange(#[source] TryFromIntError),
+    #[error("not a boolean (0/1)")]
+    NotBoolean,
+    #[error("not a number of seconds")]
+    NotSeconds(#[source] ParseFloatError),
+    #[error("not a non-negative number of seconds")]
+    NegativeSeconds,
+    #[error("time out of range")]
+    TimeOutOfRange,
+    /// A lookup setting given a word outside its table; `allowed` is `a|b|c`.
+    #[error("expected one of {allowed}")]
+    NotOneOf { allowed: String },
+    /// PgBouncer's `CF_AUTHDB` check: the admin console cannot serve `auth_query`.
+    #[error("cannot use the reserved \"{0}\" database as an auth_dbname")]
+    ReservedAuthDb(String),
+}
 
 /// C `strtol(value, &end, 0)` that must consume the whole string; `None` if it does not or the
 /// result leaves `i64`.
@@ -29,20 +54,20 @@ fn strtol_base0(value: &str) -> Option<i64> {
 }
 
 /// `CF_INT`: a C `int` written in decimal, octal (`0…`) or hex (`0x…`).
-pub fn parse_int(value: &str) -> Result<i32, String> {
-    let n = strtol_base0(value).ok_or_else(|| "not an integer".to_string())?;
-    i32::try_from(n).map_err(|_| "integer out of range".to_string())
+pub(crate) fn parse_int(value: &str) -> Result<i32, ValueError> {
+    let n = strtol_base0(value).ok_or(ValueError::NotInteger)?;
+    i32::try_from(n).map_err(ValueError::IntegerOutOfRange)
 }
 
 /// `CF_UINT`: an unsigned C `int`.
-pub fn parse_uint(value: &str) -> Result<u32, String> {
-    let n = strtol_base0(value).ok_or_else(|| "not an integer".to_string())?;
-    u32::try_from(n).map_err(|_| "integer out of range".to_string())
+pub(crate) fn parse_uint(value: &str) -> Result<u32, ValueError> {
+    let n = strtol_base0(value).ok_or(ValueError::NotInteger)?;
+    u32::try_from(n).map_err(ValueError::IntegerOutOfRange)
 }
 
 /// A 0/1 setting. PgBouncer stores these as `CF_INT` (any non-zero integer is on); the usual
 /// boolean words are accepted as well.
-pub fn parse_flag(value: &str) -> Result<bool, String> {
+pub(crate) fn parse_flag(value: &str) -> Result<bool, ValueError> {
     match value.to_ascii_lowercase().as_str() {
         "on" | "yes" | "true" => return Ok(true),
         "off" | "no" | "false" => return Ok(false),
@@ -50,34 +75,32 @@ pub fn parse_flag(value: &str) -> Result<bool, String> {
     }
     parse_int(value)
         .map(|n| n != 0)
-        .map_err(|_| "not a boolean (0/1)".to_string())
+        .map_err(|_| ValueError::NotBoolean)
 }
 
 /// `CF_TIME_USEC`: non-negative seconds, fractions allowed ("0.5", "15", "1e3"). Truncated to
 /// microseconds like PgBouncer's `(usec_t)(USEC * v)`.
-pub fn parse_time(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_time(value: &str) -> Result<Duration, ValueError> {
     let s = value.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| "not a number of seconds".to_string())?;
+    let secs: f64 = s.parse().map_err(ValueError::NotSeconds)?;
     if !secs.is_finite() || secs < 0.0 {
-        return Err("not a non-negative number of seconds".to_string());
+        return Err(ValueError::NegativeSeconds);
     }
     let micros = secs * 1e6;
     if micros >= u64::MAX as f64 {
-        return Err("time out of range".to_string());
+        return Err(ValueError::TimeOutOfRange);
     }
     Ok(Duration::from_micros(micros as u64))
 }
 
 /// How PgBouncer shows a time: C `printf("%g", seconds)`.
-pub fn render_time(d: Duration) -> String {
+pub(crate) fn render_time(d: Duration) -> String {
     format_g(d.as_micros() as f64 / 1e6)
 }
 
 /// C `printf("%g")`: 6 significant digits, trailing zeros removed, exponent form when the
 /// exponent is below -4 or at least 6.
-pub fn format_g(v: f64) -> String {
+pub(crate) fn format_g(v: f64) -> String {
     if v == 0.0 {
         return "0".to_string();
     }

@@ -1,6 +1,8 @@
 //! Sockets and streams: the listener, the client/server stream types, the relay (hot loop),
 //! message reading outside the relay, TLS and GSS encryption.
 
+#![warn(clippy::indexing_slicing)]
+
 pub mod client_tls;
 pub mod gssenc;
 pub mod listener;

@@ -153,7 +153,7 @@ impl Pump {
     /// empty buffer is taken too, for its capacity: a server's buffer from its previous link
     /// then serves this one, instead of a new 16 KiB at every transaction; one a big message
     /// grew is let go.
-    pub fn with_pending(mut self, pending: BytesMut) -> Pump {
+    pub(crate) fn with_pending(mut self, pending: BytesMut) -> Pump {
         if !pending.is_empty() || pending.capacity() <= KEEP_IDLE_CAPACITY {
             self.rbuf = pending;
         }
@@ -161,17 +161,17 @@ impl Pump {
     }
 
     /// True when nothing is buffered in either the input or the output of this direction.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.rbuf.is_empty() && self.out.is_empty() && self.streaming_left == 0
     }
 
     /// True while bytes are queued for, or partly streamed to, the destination.
-    pub fn has_output(&self) -> bool {
+    pub(crate) fn has_output(&self) -> bool {
         !self.out.is_empty() || self.streaming_left > 0
     }
 
     /// Hands back unread input (used when the relay stops at a message boundary).
-    pub fn take_unread(&mut self) -> BytesMut {
+    pub(crate) fn take_unread(&mut self) -> BytesMut {
         std::mem::take(&mut self.rbuf)
     }
 
@@ -179,6 +179,9 @@ impl Pump {
     fn scan<W: Watcher>(&mut self, watcher: &mut W) -> Result<(), ProtocolError> {
         let mut run = 0usize;
         loop {
+            // In bounds: `run` only grows by bytes of `rbuf` already scanned (and is reset when
+            // they are emitted), so it never passes `rbuf.len()`.
+            #[allow(clippy::indexing_slicing)]
             let avail = &self.rbuf[run..];
             if self.streaming_left > 0 {
                 let n = self.streaming_left.min(avail.len());
@@ -195,15 +198,10 @@ impl Pump {
                 Err(e) => return Err(e),
             };
             if watcher.wants_whole(self.dir, header.tag) {
-                if avail.len() < header.len {
+                let Some(whole) = avail.get(..header.len) else {
                     break; // wait for the rest; its size was bounded by peek_header
-                }
-                let verdict = watcher.on_message(
-                    self.dir,
-                    header.tag,
-                    &avail[..header.len],
-                    &mut self.inject,
-                );
+                };
+                let verdict = watcher.on_message(self.dir, header.tag, whole, &mut self.inject);
                 if !self.inject.is_empty() || verdict != Verdict::Forward {
                     self.emit(run);
                     run = 0;

@@ -32,7 +32,7 @@ fn non_negative(v: i64) -> u32 {
 }
 
 impl TcpOptions {
-    pub fn from_settings(s: &Settings) -> TcpOptions {
+    pub(crate) fn from_settings(s: &Settings) -> TcpOptions {
         TcpOptions {
             keepalive: s.tcp_keepalive,
             keepidle: non_negative(s.tcp_keepidle.into()),
@@ -45,7 +45,7 @@ impl TcpOptions {
 
     /// Sets the options on a connected socket. A failure is logged and ignored: the
     /// connection still works without them, as in PgBouncer.
-    pub fn apply(&self, stream: &TcpStream) {
+    pub(crate) fn apply(&self, stream: &TcpStream) {
         if let Err(e) = self.try_apply(stream) {
             tracing::warn!(error = %e, "setting TCP socket options failed");
         }

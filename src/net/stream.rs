@@ -61,7 +61,7 @@ pub enum ServerStream {
 
 /// What an idle server connection's socket says when looked at without waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdleHealth {
+pub(crate) enum IdleHealth {
     /// Nothing to read: usable.
     Quiet,
     /// Closed by the server (restart, `pg_terminate_backend`, idle timeout).
@@ -74,7 +74,7 @@ impl ServerStream {
     /// Checks an idle connection without blocking, so a server that went away while pooled is
     /// not handed to a client. Bytes read from a plain socket are kept in `rbuf`; encrypted
     /// streams are only peeked at (the record layer must not lose bytes).
-    pub fn idle_health(&self, rbuf: &mut bytes::BytesMut) -> IdleHealth {
+    pub(crate) fn idle_health(&self, rbuf: &mut bytes::BytesMut) -> IdleHealth {
         fn classify(r: io::Result<usize>) -> IdleHealth {
             match r {
                 Ok(0) => IdleHealth::Closed,
@@ -101,7 +101,7 @@ impl ServerStream {
     }
 
     /// What `SHOW SERVERS`' `tls` column and the logs call this transport.
-    pub fn transport_name(&self) -> &'static str {
+    pub(crate) fn transport_name(&self) -> &'static str {
         match self {
             ServerStream::Tcp(_) => "tcp",
             ServerStream::Unix(_) => "unix",

@@ -56,7 +56,7 @@ impl CancelShow {
 }
 
 /// The key a client got at login: process id (sign bit clear, as PgBouncer) and secret.
-pub type ClientKey = (i32, [u8; 4]);
+pub(crate) type ClientKey = (i32, [u8; 4]);
 
 /// Where a client currently runs, updated as servers are linked and unlinked, and how many
 /// cancels for it are on their way (the server is not released to anyone else before they
@@ -69,13 +69,13 @@ pub struct CancelSlot {
 }
 
 impl CancelSlot {
-    pub fn link(&self, target: CancelTarget, show: Option<CancelShow>) {
+    pub(crate) fn link(&self, target: CancelTarget, show: Option<CancelShow>) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some((target, show));
     }
 
     /// Stops new cancels from reaching the server, then waits (at most `wait`) for those
     /// already sent.
-    pub async fn unlink(&self, wait: Duration) {
+    pub(crate) async fn unlink(&self, wait: Duration) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let deadline = tokio::time::Instant::now() + wait;
         loop {

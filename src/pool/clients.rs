@@ -95,7 +95,7 @@ impl ClientEntry {
 
     /// Moves a pool client to the pool that replaced its own on reload, taking its counts
     /// along.
-    pub fn move_to(&self, to: Arc<Pool>) {
+    pub(crate) fn move_to(&self, to: Arc<Pool>) {
         let mut slot = self.pool_slot();
         let state = self.state.load(Ordering::Relaxed) as usize;
         if let Some(old) = slot.take() {
@@ -107,14 +107,14 @@ impl ClientEntry {
         *slot = Some(to);
     }
 
-    pub fn state(&self) -> ClientState {
+    pub(crate) fn state(&self) -> ClientState {
         // invariant: only ClientState values are stored
         ClientState::try_from(self.state.load(Ordering::Relaxed))
             .unwrap_or(ClientState::WaitingCancelReq)
     }
 
     /// Moves the client to `to`, keeping its pool's counts right.
-    pub fn set_state(&self, to: ClientState) {
+    pub(crate) fn set_state(&self, to: ClientState) {
         let slot = self.pool_slot();
         let from = self.state.swap(to as u8, Ordering::Relaxed);
         if let Some(pool) = slot.as_ref() {
@@ -129,34 +129,34 @@ impl ClientEntry {
     }
 
     /// The session loop: the client asked for a server (waiting starts).
-    pub fn start_waiting(&self) {
+    pub(crate) fn start_waiting(&self) {
         self.request_time_us
             .store(now_us(SystemTime::now()), Ordering::Relaxed);
         self.set_state(ClientState::Waiting);
     }
 
     /// The session loop: a server is linked.
-    pub fn linked(&self, server_id: u64) {
+    pub(crate) fn linked(&self, server_id: u64) {
         self.link.store(server_id, Ordering::Relaxed);
         self.set_state(ClientState::Active);
     }
 
     /// The session loop: the server went back to the pool.
-    pub fn unlinked(&self) {
+    pub(crate) fn unlinked(&self) {
         self.link.store(0, Ordering::Relaxed);
         self.set_state(ClientState::Active);
     }
 
-    pub fn link(&self) -> u64 {
+    pub(crate) fn link(&self) -> u64 {
         self.link.load(Ordering::Relaxed)
     }
 
-    pub fn request_time_us(&self) -> u64 {
+    pub(crate) fn request_time_us(&self) -> u64 {
         self.request_time_us.load(Ordering::Relaxed)
     }
 
     /// Microseconds since the client started waiting (0 if not waiting).
-    pub fn waiting_for_us(&self) -> u64 {
+    pub(crate) fn waiting_for_us(&self) -> u64 {
         match self.wait_start_us.load(Ordering::Relaxed) {
             0 => 0,
             start => now_us(SystemTime::now()).saturating_sub(start),
@@ -252,7 +252,7 @@ impl ClientRegistry {
     }
 
     /// Every client, by id.
-    pub fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
+    pub(crate) fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
         self.lock().values().cloned().collect()
     }
 

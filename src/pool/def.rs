@@ -52,7 +52,7 @@ pub struct PoolDef {
 
 impl PoolDef {
     /// Resolves the pool for clients of `db` logging in as `client_user`.
-    pub fn resolve(config: &Config, db: &DatabaseDef, client_user: &str) -> PoolDef {
+    pub(crate) fn resolve(config: &Config, db: &DatabaseDef, client_user: &str) -> PoolDef {
         let s = &config.settings;
         let (login_user, forced_user) = match &db.user {
             Some(u) => (u.clone(), true),

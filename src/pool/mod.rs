@@ -74,7 +74,7 @@ fn semaphore_for(size: usize) -> Arc<Semaphore> {
 }
 
 impl Pool {
-    pub fn new(
+    pub(crate) fn new(
         def: PoolDef,
         db_limit: Option<Arc<Semaphore>>,
         user_limit: Option<Arc<Semaphore>>,
@@ -122,17 +122,17 @@ impl Pool {
         *lock(&self.scram_keys) = Some(keys);
     }
 
-    pub fn scram_keys(&self) -> Option<ScramKeys> {
+    pub(crate) fn scram_keys(&self) -> Option<ScramKeys> {
         *lock(&self.scram_keys)
     }
 
     /// Whether checkouts must wait (PAUSE of the database or of everything).
-    pub fn is_paused(&self) -> bool {
+    pub(crate) fn is_paused(&self) -> bool {
         self.db.paused.is_closed() || self.global.paused.is_closed()
     }
 
     /// Waits until neither the database nor the process is paused.
-    pub async fn wait_resumed(&self) {
+    pub(crate) async fn wait_resumed(&self) {
         while self.is_paused() {
             self.db.paused.wait_open().await;
             self.global.paused.wait_open().await;
@@ -154,12 +154,12 @@ impl Pool {
         self.retired.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_retired(&self) -> bool {
+    pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Relaxed)
     }
 
     /// Whether a checkout now would have to wait: every `pool_size` slot is in use.
-    pub fn would_wait(&self) -> bool {
+    pub(crate) fn would_wait(&self) -> bool {
         self.slots.available_permits() == 0
     }
 
@@ -199,7 +199,7 @@ impl Pool {
 
     /// Closes one idle server, if any: used when another pool of the same database or user
     /// needs the connection budget (`max_db_connections`, `max_user_connections`).
-    pub fn close_one_idle(&self) -> bool {
+    pub(crate) fn close_one_idle(&self) -> bool {
         let mut idle = lock(&self.idle);
         if idle.is_empty() {
             return false;

@@ -56,7 +56,7 @@ impl Pooled {
     }
 
     /// This connection's SHOW SERVERS entry.
-    pub fn entry(&self) -> &Arc<ServerEntry> {
+    pub(crate) fn entry(&self) -> &Arc<ServerEntry> {
         &self.tally.entry
     }
 }

@@ -10,7 +10,7 @@ use crate::config::{Config, DatabaseDef};
 use crate::pool::{DbControl, Pool, PoolDef, lock};
 
 /// Pool key: the client-facing database name and the login user of the pool.
-pub type PoolKey = (String, String);
+pub(crate) type PoolKey = (String, String);
 
 #[derive(Default)]
 pub struct PoolRegistry {
@@ -30,7 +30,12 @@ impl PoolRegistry {
 
     /// The pool for clients of `db` logging in as `client_user`, created on first use. A
     /// forced-user database has one pool whatever the client user is.
-    pub fn get_or_create(&self, config: &Config, db: &DatabaseDef, client_user: &str) -> Arc<Pool> {
+    pub(crate) fn get_or_create(
+        &self,
+        config: &Config,
+        db: &DatabaseDef,
+        client_user: &str,
+    ) -> Arc<Pool> {
         let login_user = db.user.clone().unwrap_or_else(|| client_user.to_string());
         let key = (db.name.clone(), login_user.clone());
         let mut pools = lock(&self.pools);
@@ -53,7 +58,7 @@ impl PoolRegistry {
     }
 
     /// The PAUSE/DISABLE switches of database `name`, created on first use.
-    pub fn db_control(&self, name: &str) -> Arc<DbControl> {
+    pub(crate) fn db_control(&self, name: &str) -> Arc<DbControl> {
         lock(&self.db_controls)
             .entry(name.to_string())
             .or_default()
@@ -84,7 +89,7 @@ impl PoolRegistry {
     }
 
     /// Every pool, sorted by (database, user) for stable SHOW output.
-    pub fn all_sorted(&self) -> Vec<Arc<Pool>> {
+    pub(crate) fn all_sorted(&self) -> Vec<Arc<Pool>> {
         let mut v = self.all();
         v.sort_by(|a, b| {
             (a.def.db_name.as_str(), a.def.login_user.as_str())
@@ -94,7 +99,7 @@ impl PoolRegistry {
     }
 
     /// A snapshot of every pool (for the janitor and, later, SHOW).
-    pub fn all(&self) -> Vec<Arc<Pool>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Pool>> {
         lock(&self.pools).values().cloned().collect()
     }
 

@@ -35,11 +35,11 @@ crate::repr::u8_enum! {
     }
 }
 
-pub const SERVER_STATES: usize = ServerState::ALL.len();
+pub(crate) const SERVER_STATES: usize = ServerState::ALL.len();
 
 impl ServerState {
     /// The `state` column of SHOW SERVERS.
-    pub fn show_name(self) -> &'static str {
+    pub(crate) fn show_name(self) -> &'static str {
         match self {
             ServerState::Login => "new",
             ServerState::Active => "active",
@@ -68,7 +68,7 @@ crate::repr::u8_enum! {
 pub const CLIENT_STATES: usize = ClientState::ALL.len();
 
 impl ClientState {
-    pub fn show_name(self) -> &'static str {
+    pub(crate) fn show_name(self) -> &'static str {
         match self {
             ClientState::Active => "active",
             ClientState::Waiting => "waiting",
@@ -133,7 +133,7 @@ pub struct ServerEntry {
     close_needed: AtomicBool,
 }
 
-pub fn now_us(t: SystemTime) -> u64 {
+pub(crate) fn now_us(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
@@ -141,7 +141,7 @@ pub fn now_us(t: SystemTime) -> u64 {
 
 impl ServerEntry {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         addr: String,
         port: u16,
@@ -166,27 +166,27 @@ impl ServerEntry {
         }
     }
 
-    pub fn state(&self) -> ServerState {
+    pub(crate) fn state(&self) -> ServerState {
         // invariant: only ServerState values are stored
         ServerState::try_from(self.state.load(Ordering::Relaxed))
             .unwrap_or(ServerState::BeingCanceled)
     }
 
-    pub fn request_time_us(&self) -> u64 {
+    pub(crate) fn request_time_us(&self) -> u64 {
         self.request_time_us.load(Ordering::Relaxed)
     }
 
-    pub fn link(&self) -> u64 {
+    pub(crate) fn link(&self) -> u64 {
         self.link.load(Ordering::Relaxed)
     }
 
-    pub fn set_link(&self, client_id: u64) {
+    pub(crate) fn set_link(&self, client_id: u64) {
         self.link.store(client_id, Ordering::Relaxed);
         self.request_time_us
             .store(now_us(SystemTime::now()), Ordering::Relaxed);
     }
 
-    pub fn close_needed(&self) -> bool {
+    pub(crate) fn close_needed(&self) -> bool {
         self.close_needed.load(Ordering::Relaxed)
     }
 
@@ -215,7 +215,7 @@ impl ServerSet {
     }
 
     /// Moves a server to `to`, keeping the counts right.
-    pub fn transition(&self, entry: &ServerEntry, to: ServerState) {
+    pub(crate) fn transition(&self, entry: &ServerEntry, to: ServerState) {
         let from = entry.state.swap(to as u8, Ordering::Relaxed);
         self.counts.moved(from as usize, to as usize);
     }
@@ -224,7 +224,7 @@ impl ServerSet {
         self.counts.get(state as usize)
     }
 
-    pub fn snapshot(&self) -> Vec<Arc<ServerEntry>> {
+    pub(crate) fn snapshot(&self) -> Vec<Arc<ServerEntry>> {
         lock(&self.entries).values().cloned().collect()
     }
 
@@ -248,7 +248,7 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
@@ -265,7 +265,7 @@ impl Gate {
     }
 
     /// Waits until the gate is open.
-    pub async fn wait_open(&self) {
+    pub(crate) async fn wait_open(&self) {
         loop {
             // registered before the check, so an open() in between is not missed
             let notified = self.opened.notified();

@@ -38,7 +38,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "ERROR",
             Severity::Fatal => "FATAL",
@@ -53,7 +53,7 @@ impl Severity {
 }
 
 /// ErrorResponse ('E').
-pub fn error_response(
+pub(crate) fn error_response(
     buf: &mut BytesMut,
     severity: Severity,
     code: &str,
@@ -121,7 +121,7 @@ pub fn backend_key_data(buf: &mut BytesMut, pid: i32, key: &[u8]) {
 }
 
 /// ReadyForQuery ('Z') with status 'I', 'T' or 'E'.
-pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+pub(crate) fn ready_for_query(buf: &mut BytesMut, status: u8) {
     let at = begin(buf, b'Z');
     buf.put_u8(status);
     finish(buf, at);

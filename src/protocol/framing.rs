@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use super::error::ProtocolError;
 
 /// The size of a tagged message header: one tag byte plus the int32 length.
-pub const HEADER_LEN: usize = 5;
+pub(crate) const HEADER_LEN: usize = 5;
 
 /// Limit for authentication requests from a server ('R'), including GSS continue tokens.
 /// PostgreSQL caps client auth tokens at 65535 (`PG_MAX_AUTH_TOKEN_LENGTH`).
@@ -64,11 +64,10 @@ pub fn max_len_for(tag: u8, configured_max_packet_size: usize) -> usize {
 /// `Ok(None)`: fewer than 5 bytes buffered. Errors when the int32 length is below 4 or the
 /// whole message would exceed `max_len` (checked before any byte of the body is awaited).
 pub fn peek_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, ProtocolError> {
-    let Some(head) = buf.get(..HEADER_LEN) else {
+    let Some(&[tag, l0, l1, l2, l3]) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
-    let tag = head[0];
-    let raw = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+    let raw = i32::from_be_bytes([l0, l1, l2, l3]);
     if raw < 4 {
         return Err(ProtocolError::LengthTooShort {
             tag: tag as char,

@@ -10,7 +10,7 @@ use super::message_codec::{Cursor, begin, begin_untagged, body_of, finish, put_c
 use super::startup::{CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, PROTOCOL_3_0, SSL_REQUEST_CODE};
 
 /// StartupMessage for protocol 3.0 with the given parameters (e.g. user, database).
-pub fn startup_message(buf: &mut BytesMut, params: &[(&str, &str)]) {
+pub(crate) fn startup_message(buf: &mut BytesMut, params: &[(&str, &str)]) {
     let at = begin_untagged(buf);
     buf.put_i32(PROTOCOL_3_0);
     for (name, value) in params {
@@ -22,14 +22,14 @@ pub fn startup_message(buf: &mut BytesMut, params: &[(&str, &str)]) {
 }
 
 /// PasswordMessage ('p'): cleartext password or md5 response, NUL-terminated.
-pub fn password_message(buf: &mut BytesMut, password: &[u8]) {
+pub(crate) fn password_message(buf: &mut BytesMut, password: &[u8]) {
     let at = begin(buf, b'p');
     put_cstr(buf, password);
     finish(buf, at);
 }
 
 /// SASLInitialResponse ('p'): mechanism name, int32 data length, data.
-pub fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
+pub(crate) fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
     let at = begin(buf, b'p');
     put_cstr(buf, mechanism.as_bytes());
     // invariant: SCRAM client-first messages are a few hundred bytes.
@@ -39,19 +39,19 @@ pub fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
 }
 
 /// SASLResponse ('p'): raw data.
-pub fn sasl_response(buf: &mut BytesMut, data: &[u8]) {
+pub(crate) fn sasl_response(buf: &mut BytesMut, data: &[u8]) {
     let at = begin(buf, b'p');
     buf.put_slice(data);
     finish(buf, at);
 }
 
 /// GSSResponse ('p'): the raw GSSAPI token, no terminator.
-pub fn gss_response(buf: &mut BytesMut, token: &[u8]) {
+pub(crate) fn gss_response(buf: &mut BytesMut, token: &[u8]) {
     sasl_response(buf, token);
 }
 
 /// Query ('Q'): a simple-protocol query.
-pub fn query(buf: &mut BytesMut, sql: &str) {
+pub(crate) fn query(buf: &mut BytesMut, sql: &str) {
     let at = begin(buf, b'Q');
     put_cstr(buf, sql.as_bytes());
     finish(buf, at);
@@ -64,7 +64,7 @@ pub fn terminate(buf: &mut BytesMut) {
 }
 
 /// CancelRequest: 16 bytes with a 3.0 (4-byte) key.
-pub fn cancel_request(buf: &mut BytesMut, pid: i32, key: &[u8]) {
+pub(crate) fn cancel_request(buf: &mut BytesMut, pid: i32, key: &[u8]) {
     let at = begin_untagged(buf);
     buf.put_i32(CANCEL_REQUEST_CODE);
     buf.put_i32(pid);
@@ -73,13 +73,13 @@ pub fn cancel_request(buf: &mut BytesMut, pid: i32, key: &[u8]) {
 }
 
 /// SSLRequest (8 bytes).
-pub fn ssl_request(buf: &mut BytesMut) {
+pub(crate) fn ssl_request(buf: &mut BytesMut) {
     buf.put_i32(8);
     buf.put_i32(SSL_REQUEST_CODE);
 }
 
 /// GSSENCRequest (8 bytes).
-pub fn gssenc_request(buf: &mut BytesMut) {
+pub(crate) fn gssenc_request(buf: &mut BytesMut) {
     buf.put_i32(8);
     buf.put_i32(GSSENC_REQUEST_CODE);
 }

@@ -26,39 +26,41 @@ pub(crate) fn finish(buf: &mut BytesMut, len_at: usize) {
     // invariant: messages the pooler builds come from its own texts and bounded peer fields,
     // far below the protocol's 2 GiB ceiling.
     let len = i32::try_from(len).expect("invariant: pooler-built message below 2 GiB");
+    // In bounds: `len_at` comes from `begin`/`begin_untagged`, which wrote 4 bytes there.
+    #[allow(clippy::indexing_slicing)]
     buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Writes a C string. Text is cut at an embedded NUL: a NUL inside a field would corrupt the
 /// framing the peer sees, and no legitimate pooler text contains one.
 pub(crate) fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
-    let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-    buf.put_slice(&s[..end]);
+    let text = s.split(|&b| b == 0).next().unwrap_or(s);
+    buf.put_slice(text);
     buf.put_u8(0);
 }
 
 /// Checks the tag and the length word of a whole message and returns its body.
 pub(crate) fn body_of(msg: &[u8], tag: u8) -> Result<&[u8], ProtocolError> {
-    if msg.len() < 5 {
+    let Some((&[got, l0, l1, l2, l3], body)) = msg.split_first_chunk::<5>() else {
         return Err(ProtocolError::malformed(
             "message",
             "shorter than its header",
         ));
-    }
-    if msg[0] != tag {
+    };
+    if got != tag {
         return Err(ProtocolError::UnexpectedTag {
             expected: tag as char,
-            got: msg[0] as char,
+            got: got as char,
         });
     }
-    let len = i32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]);
+    let len = i32::from_be_bytes([l0, l1, l2, l3]);
     if len < 4 || len as usize + 1 != msg.len() {
         return Err(ProtocolError::malformed(
             "message",
             "length word does not match the message",
         ));
     }
-    Ok(&msg[5..])
+    Ok(body)
 }
 
 /// A cursor over a message body; every read is bounds-checked.
@@ -86,8 +88,12 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn i32(&mut self) -> Result<i32, ProtocolError> {
-        let bytes = self.bytes(4)?;
-        Ok(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        let (&word, rest) = self
+            .rest
+            .split_first_chunk::<4>()
+            .ok_or(ProtocolError::malformed(self.what, "truncated"))?;
+        self.rest = rest;
+        Ok(i32::from_be_bytes(word))
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
@@ -101,16 +107,13 @@ impl<'a> Cursor<'a> {
 
     /// A NUL-terminated byte string, without its NUL.
     pub(crate) fn cstr_bytes(&mut self) -> Result<&'a [u8], ProtocolError> {
-        let end = self
-            .rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(ProtocolError::malformed(
-                self.what,
-                "missing string terminator",
-            ))?;
-        let s = &self.rest[..end];
-        self.rest = &self.rest[end + 1..];
+        let mut parts = self.rest.splitn(2, |&b| b == 0);
+        let s = parts.next().unwrap_or_default();
+        // No second part: no NUL in what is left.
+        self.rest = parts.next().ok_or(ProtocolError::malformed(
+            self.what,
+            "missing string terminator",
+        ))?;
         Ok(s)
     }
 

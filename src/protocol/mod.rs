@@ -12,6 +12,8 @@
 //!   Authentication subtype; it allocates a `Bytes` per message, fine for the login phase only;
 //! - client login messages ('p'): [`frontend::parse_password_message`] and friends.
 
+#![warn(clippy::indexing_slicing)]
+
 pub mod backend;
 pub mod error;
 pub mod framing;

@@ -29,7 +29,7 @@ use super::backend::{Severity, error_response, ready_for_query};
 use super::sqlstate::{CANNOT_CONNECT_NOW, PROTOCOL_VIOLATION};
 
 /// PgBouncer formats `disconnect_client` reasons into `char buf[128]`.
-pub const DISCONNECT_REASON_MAX: usize = 127;
+pub(crate) const DISCONNECT_REASON_MAX: usize = 127;
 /// PgBouncer formats `admin_error` texts into `char str[1024]`.
 pub const ADMIN_ERROR_MAX: usize = 1023;
 
@@ -93,7 +93,7 @@ pub struct PoolerError {
 
 impl PoolerError {
     /// A FATAL 08P01 error with a fixed text (`disconnect_client`).
-    pub const fn fatal(message: &'static str) -> PoolerError {
+    pub(crate) const fn fatal(message: &'static str) -> PoolerError {
         PoolerError {
             sqlstate: Cow::Borrowed(PROTOCOL_VIOLATION),
             fatal: true,
@@ -103,13 +103,13 @@ impl PoolerError {
     }
 
     /// The same error with another kind.
-    pub const fn with_kind(mut self, kind: ErrorKind) -> PoolerError {
+    pub(crate) const fn with_kind(mut self, kind: ErrorKind) -> PoolerError {
         self.kind = kind;
         self
     }
 
     /// A FATAL 08P01 error with a formatted text, cut to 127 bytes like PgBouncer.
-    pub fn fatal_text(message: String) -> PoolerError {
+    pub(crate) fn fatal_text(message: String) -> PoolerError {
         PoolerError {
             sqlstate: Cow::Borrowed(PROTOCOL_VIOLATION),
             fatal: true,
@@ -128,7 +128,7 @@ impl PoolerError {
         }
     }
 
-    pub fn severity(&self) -> Severity {
+    pub(crate) fn severity(&self) -> Severity {
         if self.fatal {
             Severity::Fatal
         } else {
@@ -138,7 +138,7 @@ impl PoolerError {
 
     /// Appends the ErrorResponse; for non-fatal errors also ReadyForQuery('I') as
     /// `admin_error` does (`send_ready=true`).
-    pub fn write(&self, buf: &mut BytesMut) {
+    pub(crate) fn write(&self, buf: &mut BytesMut) {
         error_response(
             buf,
             self.severity(),
@@ -174,7 +174,7 @@ fn truncate(mut s: String, max: usize) -> String {
 // ---- startup and login (src/client.c) -------------------------------------------------------
 
 /// The client closed its socket (or a read failed) in the middle of an exchange.
-pub const CLIENT_UNEXPECTED_EOF: PoolerError =
+pub(crate) const CLIENT_UNEXPECTED_EOF: PoolerError =
     PoolerError::fatal("client unexpected eof").with_kind(ErrorKind::ClientGone);
 /// `client_login_timeout` passed before the client finished logging in.
 pub const LOGIN_TIMEOUT: PoolerError =
@@ -189,7 +189,7 @@ pub const MAX_CLIENT_CONN: PoolerError =
     PoolerError::fatal("no more connections allowed (max_client_conn)")
         .with_kind(ErrorKind::MaxClientConn);
 /// `decide_startup_pool`: no `user` startup parameter.
-pub const NO_USERNAME: PoolerError = PoolerError::fatal("no username supplied");
+pub(crate) const NO_USERNAME: PoolerError = PoolerError::fatal("no username supplied");
 /// `handle_client_startup`: protocol 2 startup packet.
 pub const OLD_V2_PROTOCOL: PoolerError = PoolerError::fatal("old V2 protocol not supported");
 /// `handle_client_startup`: `client_tls_sslmode` >= require and a plain TCP startup.
@@ -201,10 +201,10 @@ pub const CLIENT_RESENT_STARTUP: PoolerError = PoolerError::fatal("client re-sen
 pub const PASSWORD_BEFORE_STARTUP: PoolerError =
     PoolerError::fatal("client password pkt before startup packet");
 /// `client_proto`: data buffered behind an SSLRequest (possible injection).
-pub const UNENCRYPTED_AFTER_SSL: PoolerError =
+pub(crate) const UNENCRYPTED_AFTER_SSL: PoolerError =
     PoolerError::fatal("received unencrypted data after SSL request");
 /// `client_proto`: data buffered behind a GSSENCRequest.
-pub const UNENCRYPTED_AFTER_GSSENC: PoolerError =
+pub(crate) const UNENCRYPTED_AFTER_GSSENC: PoolerError =
     PoolerError::fatal("received unencrypted data after GSSAPI encryption request");
 /// `set_pool`: user name of 128 bytes or more (`MAX_USERNAME`).
 pub const USERNAME_TOO_LONG: PoolerError = PoolerError::fatal("username too long");
@@ -248,7 +248,7 @@ pub const MAX_DB_CLIENT_CONNECTIONS: PoolerError =
 pub const MAX_USER_CLIENT_CONNECTIONS: PoolerError =
     PoolerError::fatal("client connections exceeded (max_user_client_connections)");
 /// `set_startup_options`: `options` other than `-c k=v` / `--k=v`.
-pub const UNSUPPORTED_OPTIONS_FORMAT: PoolerError = PoolerError::fatal(
+pub(crate) const UNSUPPORTED_OPTIONS_FORMAT: PoolerError = PoolerError::fatal(
     "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
 );
 /// `handle_client_work`: `disable_pqexec` and a simple Query.
@@ -261,12 +261,12 @@ pub const FAILED_TO_PARSE_PACKET: PoolerError = PoolerError::fatal("failed to pa
 pub const OUT_OF_MEMORY: PoolerError = PoolerError::fatal("out of memory");
 
 /// `decide_startup_pool`: a startup parameter that is neither tracked nor ignored.
-pub fn unsupported_startup_parameter(name: &str) -> PoolerError {
+pub(crate) fn unsupported_startup_parameter(name: &str) -> PoolerError {
     PoolerError::fatal_text(format!("unsupported startup parameter: {name}"))
 }
 
 /// `set_startup_options`: a `-c name=value` whose name is neither tracked nor ignored.
-pub fn unsupported_startup_parameter_in_options(name: &str) -> PoolerError {
+pub(crate) fn unsupported_startup_parameter_in_options(name: &str) -> PoolerError {
     PoolerError::fatal_text(format!("unsupported startup parameter in options: {name}"))
 }
 
@@ -303,7 +303,7 @@ pub fn database_disabled(dbname: &str) -> PoolerError {
 
 /// `check_fast_fail`: the pool's last server login failed and no server is usable. The cached
 /// text is the server's error message or PgBouncer's reason (e.g. "connect failed").
-pub fn server_login_retry(cached_error: &str) -> PoolerError {
+pub(crate) fn server_login_retry(cached_error: &str) -> PoolerError {
     PoolerError::fatal_text(format!(
         "server login has been failing, cached error: {cached_error} (server_login_retry)"
     ))
@@ -311,27 +311,28 @@ pub fn server_login_retry(cached_error: &str) -> PoolerError {
 }
 
 /// `pause_client` / janitor during SHUTDOWN WAIT_FOR_SERVERS (SIGINT).
-pub const SERVER_SHUTTING_DOWN: PoolerError =
+pub(crate) const SERVER_SHUTTING_DOWN: PoolerError =
     PoolerError::fatal("server shutting down").with_kind(ErrorKind::ShuttingDown);
 
 // ---- timeouts (src/janitor.c) ------------------------------------------------------------------
 
 /// Waiting longer than `query_wait_timeout` for a server.
-pub const QUERY_WAIT_TIMEOUT: PoolerError =
+pub(crate) const QUERY_WAIT_TIMEOUT: PoolerError =
     PoolerError::fatal("query_wait_timeout").with_kind(ErrorKind::PoolTimeout);
 /// A waiting client older than `query_timeout` (client side of the timeout).
 pub const QUERY_TIMEOUT_WAITING: PoolerError = PoolerError::fatal("query_timeout");
 /// Idle logged-in client beyond `client_idle_timeout`.
-pub const CLIENT_IDLE_TIMEOUT: PoolerError = PoolerError::fatal("client_idle_timeout");
+pub(crate) const CLIENT_IDLE_TIMEOUT: PoolerError = PoolerError::fatal("client_idle_timeout");
 /// A client waiting for the pool's first server login beyond `client_login_timeout`.
 pub const CLIENT_LOGIN_TIMEOUT: PoolerError =
     PoolerError::fatal("client_login_timeout (server down)").with_kind(ErrorKind::LoginTimeout);
 /// Server disconnected by `query_timeout`; the linked client receives this text.
-pub const QUERY_TIMEOUT: PoolerError = PoolerError::fatal("query timeout");
+pub(crate) const QUERY_TIMEOUT: PoolerError = PoolerError::fatal("query timeout");
 /// Server disconnected by `idle_transaction_timeout`; the linked client receives this text.
-pub const IDLE_TRANSACTION_TIMEOUT: PoolerError = PoolerError::fatal("idle transaction timeout");
+pub(crate) const IDLE_TRANSACTION_TIMEOUT: PoolerError =
+    PoolerError::fatal("idle transaction timeout");
 /// Server disconnected by `transaction_timeout`; the linked client receives this text.
-pub const TRANSACTION_TIMEOUT: PoolerError = PoolerError::fatal("transaction timeout");
+pub(crate) const TRANSACTION_TIMEOUT: PoolerError = PoolerError::fatal("transaction timeout");
 /// Server disconnected by `server_connect_timeout` (server-side reason; also the cached
 /// error behind `server_login_retry`).
 pub const CONNECT_TIMEOUT: &str = "connect timeout";
@@ -341,16 +342,17 @@ pub const CANCEL_WAIT_TIMEOUT: &str = "cancel_wait_timeout";
 // ---- server side reasons that reach linked clients (src/server.c, src/objects.c) --------------
 
 /// Server socket read failed while linked: the client gets this text.
-pub const SERVER_CONN_CRASHED: PoolerError = PoolerError::fatal("server conn crashed?");
+pub(crate) const SERVER_CONN_CRASHED: PoolerError = PoolerError::fatal("server conn crashed?");
 /// Statement pooling and the server reported a transaction block.
-pub const STATEMENT_MODE_TRANSACTION: PoolerError =
+pub(crate) const STATEMENT_MODE_TRANSACTION: PoolerError =
     PoolerError::fatal("transaction blocks not allowed in statement pooling mode");
 /// `server_fast_close`: an idle session-mode server marked close_needed (RECONNECT, a reload
 /// that changed the database) is closed, and its client with it.
-pub const DATABASE_CONFIG_CHANGED: PoolerError =
+pub(crate) const DATABASE_CONFIG_CHANGED: PoolerError =
     PoolerError::fatal("database configuration changed");
 /// Parameter sync (`SET ...`) failed on the server.
-pub const INVALID_SERVER_PARAMETER: PoolerError = PoolerError::fatal("invalid server parameter");
+pub(crate) const INVALID_SERVER_PARAMETER: PoolerError =
+    PoolerError::fatal("invalid server parameter");
 /// Unknown message type from a server.
 pub const UNKNOWN_PKT_FROM_SERVER: PoolerError = PoolerError::fatal("unknown pkt");
 /// Server login reasons PgBouncer itself produces (then cached for server_login_retry).
@@ -379,10 +381,10 @@ pub fn server_login_failed(
 // ---- prepared statements (src/prepare.c) -----------------------------------------------------
 
 /// Parse of a client statement name already in use (PgBouncer closes the client).
-pub const PREPARED_STATEMENT_IN_USE: PoolerError =
+pub(crate) const PREPARED_STATEMENT_IN_USE: PoolerError =
     PoolerError::fatal("prepared statement name is already in use");
 /// Bind/Describe of an unknown client statement name.
-pub const PREPARED_STATEMENT_MISSING: PoolerError =
+pub(crate) const PREPARED_STATEMENT_MISSING: PoolerError =
     PoolerError::fatal("prepared statement did not exist");
 
 // ---- admin console (src/admin.c), ERROR + ReadyForQuery ---------------------------------------

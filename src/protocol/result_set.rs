@@ -37,7 +37,7 @@ impl ColType {
 }
 
 /// RowDescription ('T'): name, table oid 0, column 0, type oid, size, typmod -1, text format.
-pub fn row_description(buf: &mut BytesMut, cols: &[(&str, ColType)]) {
+pub(crate) fn row_description(buf: &mut BytesMut, cols: &[(&str, ColType)]) {
     let at = begin(buf, b'T');
     buf.put_u16(cols.len() as u16);
     for (name, ty) in cols {
@@ -54,7 +54,7 @@ pub fn row_description(buf: &mut BytesMut, cols: &[(&str, ColType)]) {
 }
 
 /// DataRow ('D') in text format; `None` is SQL NULL.
-pub fn data_row<S: AsRef<str>>(buf: &mut BytesMut, values: &[Option<S>]) {
+pub(crate) fn data_row<S: AsRef<str>>(buf: &mut BytesMut, values: &[Option<S>]) {
     let at = begin(buf, b'D');
     buf.put_u16(values.len() as u16);
     for v in values {

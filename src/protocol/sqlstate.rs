@@ -7,7 +7,7 @@ pub const CONNECTION_EXCEPTION: &str = "08000";
 /// 08006 connection_failure.
 pub const CONNECTION_FAILURE: &str = "08006";
 /// 08P01 protocol_violation: PgBouncer's default for pooler errors.
-pub const PROTOCOL_VIOLATION: &str = "08P01";
+pub(crate) const PROTOCOL_VIOLATION: &str = "08P01";
 /// 0A000 feature_not_supported.
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 /// 22023 invalid_parameter_value.

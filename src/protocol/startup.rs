@@ -7,18 +7,18 @@ use super::error::ProtocolError;
 use super::message_codec::Cursor;
 
 /// PostgreSQL's `MAX_STARTUP_PACKET_LENGTH`: longer startup packets are refused.
-pub const MAX_STARTUP_PACKET_LEN: usize = 10_000;
+pub(crate) const MAX_STARTUP_PACKET_LEN: usize = 10_000;
 /// The shortest legal startup-family packet: length word + request code.
-pub const MIN_STARTUP_PACKET_LEN: usize = 8;
+pub(crate) const MIN_STARTUP_PACKET_LEN: usize = 8;
 /// Protocol 3.2 (PostgreSQL 18) cancel keys are at most 256 bytes.
-pub const MAX_CANCEL_KEY_LEN: usize = 256;
+pub(crate) const MAX_CANCEL_KEY_LEN: usize = 256;
 
 /// Request codes in place of a protocol version (`pqcomm.h`).
-pub const CANCEL_REQUEST_CODE: i32 = (1234 << 16) | 5678;
-pub const SSL_REQUEST_CODE: i32 = (1234 << 16) | 5679;
-pub const GSSENC_REQUEST_CODE: i32 = (1234 << 16) | 5680;
+pub(crate) const CANCEL_REQUEST_CODE: i32 = (1234 << 16) | 5678;
+pub(crate) const SSL_REQUEST_CODE: i32 = (1234 << 16) | 5679;
+pub(crate) const GSSENC_REQUEST_CODE: i32 = (1234 << 16) | 5680;
 /// Protocol 3.0, the version the pooler speaks on both sides.
-pub const PROTOCOL_3_0: i32 = 3 << 16;
+pub(crate) const PROTOCOL_3_0: i32 = 3 << 16;
 
 /// A parsed first packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +64,10 @@ pub fn is_direct_tls(first_byte: u8) -> bool {
 /// `Ok(None)`: more bytes are needed (nothing consumed). The announced length is checked from
 /// the first 4 bytes, so a hostile 1 GiB length is refused before any body byte arrives.
 pub fn parse_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, ProtocolError> {
-    let Some(len_word) = buf.get(..4) else {
+    let Some(&len_word) = buf.first_chunk::<4>() else {
         return Ok(None);
     };
-    let raw = i32::from_be_bytes([len_word[0], len_word[1], len_word[2], len_word[3]]);
+    let raw = i32::from_be_bytes(len_word);
     if raw < MIN_STARTUP_PACKET_LEN as i32 {
         return Err(ProtocolError::LengthTooShort {
             tag: '\0',
@@ -82,10 +82,10 @@ pub fn parse_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, Protoc
             max: MAX_STARTUP_PACKET_LEN,
         });
     }
-    if buf.len() < len {
+    let Some(body) = buf.get(4..len) else {
         return Ok(None);
-    }
-    let packet = parse_packet(&buf[4..len])?;
+    };
+    let packet = parse_packet(body)?;
     buf.advance(len);
     Ok(Some(packet))
 }

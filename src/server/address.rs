@@ -14,7 +14,7 @@ pub enum ServerAddress {
 
 impl ServerAddress {
     /// `host` values starting with `/` (or `@`, the abstract namespace) name a socket directory.
-    pub fn from_host(host: &str, port: u16) -> ServerAddress {
+    pub(crate) fn from_host(host: &str, port: u16) -> ServerAddress {
         if host.starts_with('/') || host.starts_with('@') {
             ServerAddress::Unix {
                 dir: host.to_string(),
@@ -29,14 +29,14 @@ impl ServerAddress {
     }
 
     /// The host name GSSAPI and TLS should use, if this is a TCP endpoint.
-    pub fn tcp_host(&self) -> Option<&str> {
+    pub(crate) fn tcp_host(&self) -> Option<&str> {
         match self {
             ServerAddress::Tcp { host, .. } => Some(host),
             ServerAddress::Unix { .. } => None,
         }
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         match self {
             ServerAddress::Tcp { port, .. } | ServerAddress::Unix { port, .. } => *port,
         }
@@ -47,7 +47,7 @@ impl ServerAddress {
     }
 
     /// Opens the raw socket. TCP gets NODELAY, as PostgreSQL clients do.
-    pub async fn connect(&self, timeout: Duration) -> std::io::Result<RawSocket> {
+    pub(crate) async fn connect(&self, timeout: Duration) -> std::io::Result<RawSocket> {
         let fut = async {
             match self {
                 ServerAddress::Tcp { host, port } => {
@@ -85,7 +85,7 @@ impl fmt::Display for ServerAddress {
 }
 
 /// A freshly opened socket, before any TLS or GSS negotiation.
-pub enum RawSocket {
+pub(crate) enum RawSocket {
     Tcp(TcpStream),
     Unix(UnixStream),
 }

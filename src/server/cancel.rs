@@ -11,7 +11,7 @@ use crate::server::address::RawSocket;
 use crate::server::conn::CancelTarget;
 
 /// Sends the cancel and closes; errors are logged, never returned (nothing to retry).
-pub async fn send_cancel(target: &CancelTarget, timeout: Duration) {
+pub(crate) async fn send_cancel(target: &CancelTarget, timeout: Duration) {
     let mut pkt = BytesMut::with_capacity(16);
     frontend::cancel_request(&mut pkt, target.pid, &target.key);
     // The cancel has only landed once the server closes the connection: PostgreSQL signals the

@@ -35,7 +35,7 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
-    pub fn new(
+    pub(crate) fn new(
         stream: ServerStream,
         rbuf: BytesMut,
         params: ParamSet,

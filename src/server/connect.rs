@@ -18,7 +18,7 @@ use crate::server::gss_login::{GssLogin, GssNegotiate};
 use crate::server::login::{LoginError, LoginRequest, ScramKeys, login};
 
 /// Everything needed to open and log in one server connection.
-pub struct ConnectSpec<'a> {
+pub(crate) struct ConnectSpec<'a> {
     pub address: &'a ServerAddress,
     pub user: &'a str,
     pub database: &'a str,
@@ -37,7 +37,7 @@ pub struct ConnectSpec<'a> {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("could not connect to {address}: {source}")]
     Socket {
         address: String,
@@ -54,13 +54,13 @@ pub enum ConnectError {
 }
 
 /// What a connect produced, with whether GSSAPI authenticated it (for logs and SHOW).
-pub struct Connected {
+pub(crate) struct Connected {
     pub conn: ServerConn,
     pub gss_authenticated: bool,
 }
 
 /// Opens, secures and logs in one server connection.
-pub async fn connect(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError> {
+pub(crate) async fn connect(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError> {
     match tokio::time::timeout(spec.connect_timeout, connect_inner(spec)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),

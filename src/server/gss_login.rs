@@ -42,7 +42,7 @@ pub struct GssLogin<'a> {
 }
 
 impl GssLogin<'_> {
-    pub fn already_encrypted(&self) -> bool {
+    pub(crate) fn already_encrypted(&self) -> bool {
         self.encrypted
     }
 
@@ -54,7 +54,7 @@ impl GssLogin<'_> {
     }
 
     /// Starts the context and produces the first token (AP-REQ).
-    pub async fn first_step(
+    pub(crate) async fn first_step(
         &self,
         session: &mut Option<GssSession>,
     ) -> Result<Option<Vec<u8>>, GssLoginError> {
@@ -69,7 +69,7 @@ impl GssLogin<'_> {
     }
 
     /// Feeds the server's token (AP-REP with mutual authentication) to the context.
-    pub async fn next_step(
+    pub(crate) async fn next_step(
         &self,
         session: &mut Option<GssSession>,
         input: &[u8],
@@ -84,7 +84,7 @@ impl GssLogin<'_> {
         Ok(s.step(self.runtime, Some(input), self.deadline).await?)
     }
 
-    pub fn is_complete(&self, session: &GssSession) -> bool {
+    pub(crate) fn is_complete(&self, session: &GssSession) -> bool {
         session.is_complete()
     }
 }

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::auth::gss::GssSession;
 use crate::auth::md5::{md5_hash, md5_salted_response};
-use crate::auth::scram::{ScramClient, ScramClientCredentials};
+use crate::auth::scram::{ScramClient, ScramClientCredentials, ScramError};
 use crate::auth::secret::Secret;
 use crate::net::read_message::{WireError, read_message, write_flush};
 use crate::protocol::backend::{ErrorFields, parse_error_fields};
@@ -53,10 +53,33 @@ pub enum LoginError {
     #[error("{}", .0.message)]
     Server(ErrorFields),
     /// The server asked for something we cannot answer with what we have.
-    #[error("{0}")]
-    Auth(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Gss(#[from] GssLoginError),
+}
+
+/// Why the pooler could not answer the server's authentication request.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("unsupported authentication method requested by server")]
+    UnsupportedMethod,
+    #[error("server offered no supported SASL mechanism")]
+    NoSaslMechanism,
+    #[error("cannot do {method} authentication: no password available for user \"{user}\"")]
+    NoPassword { method: &'static str, user: String },
+    #[error("cannot do {method} authentication: wrong password type ({secret_kind})")]
+    WrongSecretType {
+        method: &'static str,
+        secret_kind: &'static str,
+    },
+    #[error("password is SCRAM secret but client authentication did not provide SCRAM keys")]
+    NoScramKeys,
+    /// The blocking task computing the SCRAM proof panicked or was cancelled.
+    #[error("SCRAM worker failed: {0}")]
+    ScramWorker(#[source] tokio::task::JoinError),
+    #[error("SCRAM authentication failed: {0}")]
+    Scram(#[source] ScramError),
 }
 
 impl From<std::io::Error> for LoginError {
@@ -99,8 +122,8 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(LoginError::Server(error_fields_of(&raw)));
         }
         let msg = Message::parse(&mut raw)
-            .map_err(|e| WireError::Protocol(e.to_string()))?
-            .ok_or_else(|| WireError::Protocol("truncated message".into()))?;
+            .map_err(WireError::Decode)?
+            .ok_or(WireError::Truncated)?;
         out.clear();
         if login.answer(msg, &mut out).await? {
             return Ok(login.outcome);
@@ -147,17 +170,11 @@ impl Login<'_> {
             Message::AuthenticationSspi
             | Message::AuthenticationKerberosV5
             | Message::AuthenticationScmCredential => {
-                return Err(LoginError::Auth(
-                    "unsupported authentication method requested by server".into(),
-                ));
+                return Err(AuthError::UnsupportedMethod.into());
             }
             Message::ParameterStatus(body) => {
-                let name = body
-                    .name()
-                    .map_err(|e| WireError::Protocol(e.to_string()))?;
-                let value = body
-                    .value()
-                    .map_err(|e| WireError::Protocol(e.to_string()))?;
+                let name = body.name().map_err(WireError::Decode)?;
+                let value = body.value().map_err(WireError::Decode)?;
                 self.outcome.params.set(name, value);
             }
             Message::BackendKeyData(body) => {
@@ -168,7 +185,7 @@ impl Login<'_> {
                 self.ready()?;
                 return Ok(true);
             }
-            _ => return Err(WireError::Protocol("unexpected message during login".into()).into()),
+            _ => return Err(WireError::Unexpected("message during login").into()),
         }
         Ok(false)
     }
@@ -176,7 +193,7 @@ impl Login<'_> {
     fn cleartext(&self, out: &mut BytesMut) -> Result<(), LoginError> {
         refuse_password_if_gss_required(&self.req)?;
         let Some(Secret::Plain(pw)) = self.req.secret else {
-            return Err(LoginError::Auth(no_password_text(&self.req, "plain-text")));
+            return Err(no_password(&self.req, "plain-text").into());
         };
         frontend::password_message(out, pw.as_bytes());
         Ok(())
@@ -187,7 +204,7 @@ impl Login<'_> {
         let hash = match self.req.secret {
             Some(Secret::Plain(pw)) => md5_hash(self.req.user, pw),
             Some(Secret::Md5(h)) => h.clone(),
-            _ => return Err(LoginError::Auth(no_password_text(&self.req, "MD5"))),
+            _ => return Err(no_password(&self.req, "MD5").into()),
         };
         let resp = md5_salted_response(&hash, salt);
         frontend::password_message(out, resp.as_bytes());
@@ -201,9 +218,7 @@ impl Login<'_> {
     ) -> Result<(), LoginError> {
         refuse_password_if_gss_required(&self.req)?;
         if !sasl_offers_scram(body) {
-            return Err(LoginError::Auth(
-                "server offered no supported SASL mechanism".into(),
-            ));
+            return Err(AuthError::NoSaslMechanism.into());
         }
         let creds = scram_credentials(&self.req)?;
         let mut client = ScramClient::new(creds);
@@ -215,7 +230,7 @@ impl Login<'_> {
 
     async fn sasl_continue(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), LoginError> {
         let Some(client) = self.scram.take() else {
-            return Err(WireError::Protocol("unexpected SASLContinue".into()).into());
+            return Err(WireError::Unexpected("SASLContinue").into());
         };
         let data = data.to_vec();
         // PBKDF2 with a plaintext password costs milliseconds: keep it off the workers.
@@ -225,9 +240,8 @@ impl Login<'_> {
             (client, reply)
         })
         .await
-        .map_err(|e| LoginError::Auth(format!("SCRAM worker failed: {e}")))?;
-        let reply =
-            reply.map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))?;
+        .map_err(AuthError::ScramWorker)?;
+        let reply = reply.map_err(AuthError::Scram)?;
         frontend::sasl_response(out, &reply);
         self.scram = Some(client);
         Ok(())
@@ -235,11 +249,11 @@ impl Login<'_> {
 
     fn sasl_final(&self, data: &[u8]) -> Result<(), LoginError> {
         let Some(client) = self.scram.as_ref() else {
-            return Err(WireError::Protocol("unexpected SASLFinal".into()).into());
+            return Err(WireError::Unexpected("SASLFinal").into());
         };
         client
             .verify_server_final(data)
-            .map_err(|e| LoginError::Auth(format!("SCRAM authentication failed: {e}")))
+            .map_err(|e| AuthError::Scram(e).into())
     }
 
     /// ReadyForQuery: GSSAPI, when used or required, must have finished.
@@ -293,23 +307,22 @@ fn scram_credentials(req: &LoginRequest<'_>) -> Result<ScramClientCredentials, L
             client_key: keys.client_key,
             server_key: keys.server_key,
         }),
-        (Some(Secret::Scram(_)), None) => Err(LoginError::Auth(
-            "password is SCRAM secret but client authentication did not provide SCRAM keys".into(),
-        )),
-        _ => Err(LoginError::Auth(no_password_text(req, "SCRAM"))),
+        (Some(Secret::Scram(_)), None) => Err(AuthError::NoScramKeys.into()),
+        _ => Err(no_password(req, "SCRAM").into()),
     }
 }
 
-fn no_password_text(req: &LoginRequest<'_>, method: &str) -> String {
+/// The secret for `req.user` cannot answer a `method` request: none, or the wrong type.
+fn no_password(req: &LoginRequest<'_>, method: &'static str) -> AuthError {
     match req.secret {
-        None | Some(Secret::Empty) => format!(
-            "cannot do {method} authentication: no password available for user \"{}\"",
-            req.user
-        ),
-        Some(s) => format!(
-            "cannot do {method} authentication: wrong password type ({})",
-            s.kind()
-        ),
+        None | Some(Secret::Empty) => AuthError::NoPassword {
+            method,
+            user: req.user.to_string(),
+        },
+        Some(s) => AuthError::WrongSecretType {
+            method,
+            secret_kind: s.kind(),
+        },
     }
 }
 

@@ -23,7 +23,7 @@ impl ParamSet {
         ParamSet::default()
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.entries
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -31,7 +31,7 @@ impl ParamSet {
     }
 
     /// Sets a value, keeping the first spelling of the name.
-    pub fn set(&mut self, name: &str, value: &str) {
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
         match self
             .entries
             .iter_mut()
@@ -46,7 +46,7 @@ impl ParamSet {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
@@ -66,14 +66,14 @@ pub fn tracked_names(extra: &[String]) -> Vec<String> {
     names
 }
 
-pub fn is_tracked(name: &str, tracked: &[String]) -> bool {
+pub(crate) fn is_tracked(name: &str, tracked: &[String]) -> bool {
     tracked.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Builds `SET k='v';...` for every client value the server does not already have, or None.
 /// Values are quoted as SQL string literals; `search_path`, reported already quoted as a list of
 /// identifiers, becomes one literal per element (`list_param.rs`).
-pub fn sync_query(client: &ParamSet, server: &ParamSet) -> Option<String> {
+pub(crate) fn sync_query(client: &ParamSet, server: &ParamSet) -> Option<String> {
     let mut sql = String::new();
     for (name, value) in client.iter() {
         let differs = match server.get(name) {

@@ -11,7 +11,7 @@ use crate::protocol::frontend;
 use crate::server::conn::ServerConn;
 
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     #[error(transparent)]
     Wire(#[from] WireError),
     #[error("{}", .0.message)]
@@ -24,7 +24,7 @@ pub enum QueryError {
 
 /// Sends `sql` as a simple Query and reads up to ReadyForQuery. ParameterStatus replies update
 /// the connection's parameters; an ErrorResponse makes the result an error (after draining).
-pub async fn run_simple(
+pub(crate) async fn run_simple(
     conn: &mut ServerConn,
     sql: &str,
     timeout: Duration,
@@ -50,13 +50,11 @@ pub async fn run_simple(
                     return Ok(());
                 }
                 Some(b'E') => {
-                    failure = Some(
-                        parse_error_fields(&msg).map_err(|e| WireError::Protocol(e.to_string()))?,
-                    );
+                    failure = Some(parse_error_fields(&msg).map_err(WireError::Protocol)?);
                 }
                 Some(b'S') => {
-                    let (name, value) = parse_parameter_status(&msg)
-                        .map_err(|e| WireError::Protocol(e.to_string()))?;
+                    let (name, value) =
+                        parse_parameter_status(&msg).map_err(WireError::Protocol)?;
                     conn.params.set(name, value);
                 }
                 // CommandComplete, EmptyQueryResponse, NoticeResponse, RowDescription, DataRow...

@@ -23,7 +23,7 @@ pub struct Statement {
 }
 
 impl Statement {
-    pub fn new(server_name: String, query_and_params: Bytes) -> Statement {
+    pub(crate) fn new(server_name: String, query_and_params: Bytes) -> Statement {
         Statement {
             server_name,
             query_and_params,
@@ -31,17 +31,17 @@ impl Statement {
         }
     }
 
-    pub fn mark_validated(&self) {
+    pub(crate) fn mark_validated(&self) {
         self.validated
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn is_validated(&self) -> bool {
+    pub(crate) fn is_validated(&self) -> bool {
         self.validated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A Parse message preparing this statement under its server name.
-    pub fn parse_message(&self) -> Bytes {
+    pub(crate) fn parse_message(&self) -> Bytes {
         let mut b =
             BytesMut::with_capacity(6 + self.server_name.len() + self.query_and_params.len());
         b.put_u8(b'P');
@@ -69,7 +69,7 @@ struct RegistryInner {
 
 impl StatementRegistry {
     /// The statement for this Parse body, created (with a fresh server name) if new.
-    pub fn intern(&self, query_and_params: &[u8]) -> Arc<Statement> {
+    pub(crate) fn intern(&self, query_and_params: &[u8]) -> Arc<Statement> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = inner
             .by_content
@@ -118,7 +118,7 @@ pub struct ServerStatements {
 
 impl ServerStatements {
     /// Marks a statement used; true if the server has it.
-    pub fn touch(&mut self, server_name: &str) -> bool {
+    pub(crate) fn touch(&mut self, server_name: &str) -> bool {
         self.tick += 1;
         match self.entries.get_mut(server_name) {
             Some(e) => {
@@ -131,7 +131,7 @@ impl ServerStatements {
 
     /// Records a statement as prepared, returning the statements evicted to stay within
     /// `capacity` (the caller closes them on the server first).
-    pub fn insert(&mut self, stmt: Arc<Statement>, capacity: usize) -> Vec<Arc<Statement>> {
+    pub(crate) fn insert(&mut self, stmt: Arc<Statement>, capacity: usize) -> Vec<Arc<Statement>> {
         let mut evicted = Vec::new();
         while capacity > 0 && self.entries.len() >= capacity {
             // Linear scan: capacity is small (default 200) and eviction rare next to lookups.
@@ -154,12 +154,12 @@ impl ServerStatements {
     }
 
     /// Forgets a statement (its Parse failed, or it was closed).
-    pub fn remove(&mut self, server_name: &str) {
+    pub(crate) fn remove(&mut self, server_name: &str) {
         self.entries.remove(server_name);
     }
 
     /// After `DEALLOCATE ALL` / `DISCARD ALL`: the server has nothing prepared.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
     }
 

@@ -97,7 +97,7 @@ const ROUTINE_CONTEXT_EXPIRED: u32 = 12;
 impl GssError {
     /// Classify a libgssapi failure for `target`. Minor (krb5) codes decide first because
     /// they are precise; the minor text is a fallback for other mechanisms/versions.
-    pub fn from_gss(target: &str, e: libgssapi::error::Error) -> GssError {
+    pub(crate) fn from_gss(target: &str, e: libgssapi::error::Error) -> GssError {
         Self::classify(target.to_string(), GssStatus::from(e))
     }
 

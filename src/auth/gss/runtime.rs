@@ -60,7 +60,7 @@ pub struct GssRuntime {
 /// Outcomes of context establishment, for `/metrics`: contexts established by purpose and
 /// failures by [`GssError::reason_label`].
 #[derive(Debug, Default)]
-pub struct GssCounters {
+pub(crate) struct GssCounters {
     established_auth: AtomicU64,
     established_encryption: AtomicU64,
     failures: Mutex<BTreeMap<&'static str, u64>>,

@@ -28,7 +28,11 @@ pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; SCRAM_KEY_LEN] {
 }
 
 pub(crate) fn xor(a: &[u8; SCRAM_KEY_LEN], b: &[u8; SCRAM_KEY_LEN]) -> [u8; SCRAM_KEY_LEN] {
-    std::array::from_fn(|i| a[i] ^ b[i])
+    let mut out = *a;
+    for (o, b) in out.iter_mut().zip(b) {
+        *o ^= b;
+    }
+    out
 }
 
 pub(crate) fn b64(bytes: &[u8]) -> String {

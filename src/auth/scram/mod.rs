@@ -21,7 +21,7 @@ use thiserror::Error;
 /// The SASL mechanism name.
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 /// Highest iteration count the client side accepts from a server (guards CPU use).
-pub const MAX_CLIENT_ITERATIONS: u32 = 10_000_000;
+pub(crate) const MAX_CLIENT_ITERATIONS: u32 = 10_000_000;
 
 /// A failed SCRAM exchange. Texts never include proofs or keys.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

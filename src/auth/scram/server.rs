@@ -68,7 +68,7 @@ impl ScramServer {
             .finalize();
         let secret = ScramSecret {
             iterations: iterations.max(1),
-            salt: digest[..SCRAM_SALT_LEN].to_vec(),
+            salt: digest.iter().take(SCRAM_SALT_LEN).copied().collect(),
             stored_key: random_bytes(),
             server_key: random_bytes(),
         };

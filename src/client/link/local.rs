@@ -19,7 +19,7 @@ use crate::server::statements::StatementRegistry;
 use crate::stats::PoolStats;
 
 /// What local answering needs.
-pub struct LocalContext<'a> {
+pub(crate) struct LocalContext<'a> {
     pub registry: &'a StatementRegistry,
     pub statements: &'a mut ClientStatements,
     pub stats: &'a PoolStats,
@@ -30,7 +30,7 @@ pub struct LocalContext<'a> {
 
 /// Answers the leading messages of `rbuf` that need no server, consuming them and appending
 /// the responses to `out`. Stops at the first message that needs a server (or is incomplete).
-pub fn answer_unlinked(
+pub(crate) fn answer_unlinked(
     rbuf: &mut BytesMut,
     cx: &mut LocalContext<'_>,
     out: &mut BytesMut,

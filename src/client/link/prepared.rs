@@ -18,12 +18,12 @@ pub struct ClientStatements {
 }
 
 impl ClientStatements {
-    pub fn get(&self, name: &str) -> Option<&Arc<Statement>> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Statement>> {
         self.by_name.get(name)
     }
 
     /// Adds a name; false if the client already uses it.
-    pub fn insert(&mut self, name: &str, stmt: Arc<Statement>) -> bool {
+    pub(crate) fn insert(&mut self, name: &str, stmt: Arc<Statement>) -> bool {
         if self.by_name.contains_key(name) {
             return false;
         }
@@ -31,11 +31,11 @@ impl ClientStatements {
         true
     }
 
-    pub fn remove(&mut self, name: &str) {
+    pub(crate) fn remove(&mut self, name: &str) {
         self.by_name.remove(name);
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.by_name.clear();
     }
 
@@ -51,7 +51,7 @@ impl ClientStatements {
 /// A malformed message naming a statement.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("broken {0} packet")]
-pub struct BrokenPacket(pub &'static str);
+pub(crate) struct BrokenPacket(pub &'static str);
 
 /// Reads a NUL-terminated string at `at`; returns it and the offset after the NUL.
 fn cstr<'m>(
@@ -69,20 +69,23 @@ fn cstr<'m>(
 }
 
 /// A Parse message: statement name and the body after it.
-pub fn parse_parse(msg: &[u8]) -> Result<(&str, &[u8]), BrokenPacket> {
+pub(crate) fn parse_parse(msg: &[u8]) -> Result<(&str, &[u8]), BrokenPacket> {
     let (name, after) = cstr(msg, 5, "Parse")?;
     Ok((name, &msg[after..]))
 }
 
 /// A Bind message: portal name, statement name, and the offset where the rest begins.
-pub fn parse_bind(msg: &[u8]) -> Result<(&str, &str, usize), BrokenPacket> {
+pub(crate) fn parse_bind(msg: &[u8]) -> Result<(&str, &str, usize), BrokenPacket> {
     let (portal, after_portal) = cstr(msg, 5, "Bind")?;
     let (stmt, after_stmt) = cstr(msg, after_portal, "Bind")?;
     Ok((portal, stmt, after_stmt))
 }
 
 /// A Describe or Close message: the kind ('S' statement, 'P' portal) and the name.
-pub fn parse_target<'m>(msg: &'m [u8], what: &'static str) -> Result<(u8, &'m str), BrokenPacket> {
+pub(crate) fn parse_target<'m>(
+    msg: &'m [u8],
+    what: &'static str,
+) -> Result<(u8, &'m str), BrokenPacket> {
     let kind = *msg.get(5).ok_or(BrokenPacket(what))?;
     let (name, _) = cstr(msg, 6, what)?;
     Ok((kind, name))
@@ -90,7 +93,12 @@ pub fn parse_target<'m>(msg: &'m [u8], what: &'static str) -> Result<(u8, &'m st
 
 /// The start of a Bind naming `server_name` instead of the client's statement: tag, length,
 /// portal, statement. The client's message from `rest_at` on follows unchanged.
-pub fn bind_prefix(msg_len: usize, portal: &str, client_name: &str, server_name: &str) -> Bytes {
+pub(crate) fn bind_prefix(
+    msg_len: usize,
+    portal: &str,
+    client_name: &str,
+    server_name: &str,
+) -> Bytes {
     let new_len = msg_len - 1 - client_name.len() + server_name.len();
     let mut b = BytesMut::with_capacity(7 + portal.len() + server_name.len());
     b.put_u8(b'B');
@@ -103,7 +111,7 @@ pub fn bind_prefix(msg_len: usize, portal: &str, client_name: &str, server_name:
 }
 
 /// A Describe or Close message for a statement.
-pub fn target_message(tag: u8, kind: u8, name: &str) -> Bytes {
+pub(crate) fn target_message(tag: u8, kind: u8, name: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(7 + name.len());
     b.put_u8(tag);
     b.put_u32((4 + 1 + name.len() + 1) as u32);
@@ -114,7 +122,7 @@ pub fn target_message(tag: u8, kind: u8, name: &str) -> Bytes {
 }
 
 /// A body-less backend message (ParseComplete '1', CloseComplete '3').
-pub fn empty_message(tag: u8) -> Bytes {
+pub(crate) fn empty_message(tag: u8) -> Bytes {
     Bytes::copy_from_slice(&[tag, 0, 0, 0, 4])
 }
 

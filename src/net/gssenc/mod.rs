@@ -137,17 +137,21 @@ async fn read_error_rest<S: AsyncRead + Unpin>(stream: &mut S, first3: [u8; 3]) 
     if stream.read_exact(&mut last).await.is_err() {
         return "truncated ErrorResponse".into();
     }
-    let len = u32::from_be_bytes([first3[0], first3[1], first3[2], last[0]]) as usize;
+    let [l0, l1, l2] = first3;
+    let word = [l0, l1, l2, last[0]];
+    let len = u32::from_be_bytes(word) as usize;
     if !(4..=MAX_HANDSHAKE_ERROR).contains(&len) {
         return format!("ErrorResponse with bad length {len}");
     }
-    // the whole message again (tag, length, body) for the one ErrorResponse parser
-    let mut msg = vec![0u8; 1 + len];
-    msg[0] = b'E';
-    msg[1..5].copy_from_slice(&[first3[0], first3[1], first3[2], last[0]]);
-    if stream.read_exact(&mut msg[5..]).await.is_err() {
+    let mut body = vec![0u8; len - 4];
+    if stream.read_exact(&mut body).await.is_err() {
         return "truncated ErrorResponse".into();
     }
+    // the whole message again (tag, length, body) for the one ErrorResponse parser
+    let mut msg = Vec::with_capacity(1 + len);
+    msg.push(b'E');
+    msg.extend_from_slice(&word);
+    msg.extend_from_slice(&body);
     error_message(&msg)
 }
 

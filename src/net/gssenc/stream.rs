@@ -66,11 +66,23 @@ impl<S> GssEncStream<S> {
         self.max_plain
     }
 
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// Wrap `plain` (≤ max_plain bytes) into one packet appended to `wbuf`.
+    /// Copies as much of `buf` as fits into the staged plaintext, sealing it once it holds a
+    /// full packet; returns how many bytes were taken.
+    fn stage(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.max_plain - self.wplain.len();
+        let taken = buf.get(..room).unwrap_or(buf);
+        self.wplain.extend_from_slice(taken);
+        if self.wplain.len() == self.max_plain {
+            self.seal(true, &[])?;
+        }
+        Ok(taken.len())
+    }
+
     fn seal(&mut self, plain_from_wplain: bool, plain: &[u8]) -> io::Result<()> {
         let data = if plain_from_wplain {
             &self.wplain[..]
@@ -106,6 +118,8 @@ impl<S> GssEncStream<S> {
                 return Ok(None);
             }
         };
+        // In bounds: `packet_len` said Complete, so `rraw` holds the length word and `len` bytes.
+        #[allow(clippy::indexing_slicing)]
         let token = &self.rraw[LEN_WORD..LEN_WORD + len];
         match wrap_token_is_sealed(token) {
             Some(true) => {}
@@ -153,17 +167,13 @@ impl<S: AsyncWrite + Unpin> GssEncStream<S> {
         while self.wbuf.len() >= WRITE_HIGH_WATER {
             ready!(self.poll_drain(cx))?;
         }
-        let n = if self.wplain.is_empty() && buf.len() >= self.max_plain {
-            // a full packet straight from the caller's buffer: no staging copy
-            self.seal(false, &buf[..self.max_plain])?;
-            self.max_plain
-        } else {
-            let n = buf.len().min(self.max_plain - self.wplain.len());
-            self.wplain.extend_from_slice(&buf[..n]);
-            if self.wplain.len() == self.max_plain {
-                self.seal(true, &[])?;
+        let n = match buf.get(..self.max_plain) {
+            Some(full) if self.wplain.is_empty() => {
+                // a full packet straight from the caller's buffer: no staging copy
+                self.seal(false, full)?;
+                self.max_plain
             }
-            n
+            _ => self.stage(buf)?,
         };
         if self.wbuf.len() >= MAX_PACKET {
             // push full packets early; a Pending here is fine: the data is accepted and the
@@ -185,16 +195,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for GssEncStream<S> {
         let this = &mut *self;
         loop {
             if !this.rplain.is_empty() {
-                let n = buf.remaining().min(this.rplain.len());
-                buf.put_slice(&this.rplain[..n]);
+                let head = this.rplain.get(..buf.remaining()).unwrap_or(&this.rplain);
+                let n = head.len();
+                buf.put_slice(head);
                 this.rplain.advance(n);
                 return Poll::Ready(Ok(()));
             }
             if let Some(plain) = this.open_packet()? {
                 // straight into the caller's buffer; only the overflow is staged
-                let n = buf.remaining().min(plain.len());
-                buf.put_slice(&plain[..n]);
-                this.rplain.extend_from_slice(&plain[n..]);
+                let now = plain.get(..buf.remaining()).unwrap_or(&plain);
+                let n = now.len();
+                buf.put_slice(now);
+                this.rplain
+                    .extend_from_slice(plain.get(n..).unwrap_or_default());
                 if n > 0 || buf.remaining() == 0 {
                     return Poll::Ready(Ok(()));
                 }
@@ -289,10 +302,10 @@ pub enum Framed {
 /// Reads the length word of the packet at the start of `raw`; refuses empty packets and
 /// packets over [`MAX_PACKET`] before any byte of their body is buffered.
 pub fn packet_len(raw: &[u8]) -> io::Result<Framed> {
-    let Some(word) = raw.get(..LEN_WORD) else {
+    let Some(&word) = raw.first_chunk::<LEN_WORD>() else {
         return Ok(Framed::NeedLength);
     };
-    let len = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) as usize;
+    let len = u32::from_be_bytes(word) as usize;
     if len == 0 || len + LEN_WORD > MAX_PACKET {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -326,6 +339,8 @@ fn max_plaintext(ctx: &mut ClientCtx) -> io::Result<usize> {
     let limit = MAX_PACKET - LEN_WORD;
     let mut scratch = vec![0u8; limit];
     let mut max_plain = limit.saturating_sub(wrap_overhead(ctx, &mut scratch)?);
+    // In bounds: `max_plain` starts at most `limit` (= `scratch.len()`) and only decreases.
+    #[allow(clippy::indexing_slicing)]
     while max_plain > 0 && max_plain + wrap_overhead(ctx, &mut scratch[..max_plain])? > limit {
         max_plain -= 1;
     }
