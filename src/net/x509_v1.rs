@@ -103,7 +103,11 @@ pub fn verify_signature(
         .map(|(_, a)| *a)
         .ok_or(PeerIncompatible::NoSignatureSchemesInCommon)?;
     // TLS 1.3 names curve and hash exactly: only the first mapping applies (as rustls does).
-    let candidates = if tls13 { &candidates[..1] } else { candidates };
+    let candidates = if tls13 {
+        candidates.get(..1).unwrap_or_default()
+    } else {
+        candidates
+    };
     for alg in candidates {
         if alg.public_key_alg_id().as_ref() != alg_id {
             continue;
@@ -140,13 +144,14 @@ fn der_element(der: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
         (first as usize, rest)
     } else {
         let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
+        if n == 0 || n > 4 {
             return None;
         }
-        let len = rest[..n]
+        let (len_bytes, rest) = rest.split_at_checked(n)?;
+        let len = len_bytes
             .iter()
             .fold(0usize, |acc, &b| (acc << 8) | b as usize);
-        (len, &rest[n..])
+        (len, rest)
     };
     (rest.len() >= len).then(|| rest.split_at(len))
 }
@@ -406,7 +411,8 @@ fn same_name(full: &[u8], other: &[u8]) -> bool {
 fn signed_parts(cert: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let (content, _) = der_sequence(cert)?;
     let (tbs_content, rest) = der_sequence(content)?;
-    let tbs = &content[..content.len() - rest.len()];
+    // the tbsCertificate element is what der_sequence consumed before `rest`
+    let tbs = content.get(..content.len() - rest.len())?;
     debug_assert!(tbs.len() > tbs_content.len());
     let (alg, rest) = der_sequence(rest)?;
     let bits = der_bit_string(rest)?;
