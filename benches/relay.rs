@@ -4,6 +4,8 @@
 //! allocator and printed once per case.
 //!
 //! Run: `cargo bench --bench relay` (add `-- --quick` for a short run).
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::alloc::System;
 use std::hint::black_box;

@@ -1,5 +1,7 @@
 //! Admin console control commands against real clients: PAUSE / RESUME, KILL, KILL_CLIENT,
 //! DISABLE / ENABLE, RECONNECT and WAIT_CLOSE, SUSPEND, SHUTDOWN WAIT_FOR_CLIENTS.
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Protocol details new clients and servers bring: a libpq 18 client asking for protocol 3.2
 //! (negotiated down to 3.0, as PgBouncer does) and tracked list parameters with odd values
 //! (an empty `search_path`).
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 

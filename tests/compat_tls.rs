@@ -2,6 +2,8 @@
 //! extensions file, as in PgBouncer's test CA): accepted as krbouncer's own
 //! `client_tls_cert_file`, and from a server with `server_tls_sslmode = require`, which does
 //! not verify at all (libpq's meaning).
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 

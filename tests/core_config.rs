@@ -2,6 +2,8 @@
 //! key in the message), `--check` validates without serving, a broken users.txt keeps the users
 //! read before the broken line, `-V` prints a version, and a typical PgBouncer 1.25 config with
 //! md5 and SCRAM users, a forced-user database and a `*` fallback loads unchanged.
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 

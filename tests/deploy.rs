@@ -13,6 +13,8 @@
 //! The ServiceMonitor is a CRD the validator has no schema for: it reports "Couldn't find
 //! schema" for it, which is accepted for that kind only; its selector and port are checked
 //! against the rendered Service here instead.
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 

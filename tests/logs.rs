@@ -2,6 +2,8 @@
 //! secret in any line of a trace-level log of md5 / SCRAM / cleartext logins (good and bad),
 //! and `logfile` reopened after a rotation (`krbouncer::logging::reopen`). A new server
 //! connection is logged only with `log_connections`, as PgBouncer does.
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 

@@ -5,6 +5,8 @@
 //! The signal is sent with `pkill -INT -x -P <this test's pid> pgbouncer`: the same exact-name
 //! match on `comm` as killall, restricted to this test's children so that no other process
 //! called pgbouncer on the machine is touched.
+// Cargo.toml's [lints] are for the library: test code may unwrap and print.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 

@@ -1,7 +1,8 @@
 //! Sockets and streams: the listener, the client/server stream types, the relay (hot loop),
 //! message reading outside the relay, TLS and GSS encryption.
 
-#![warn(clippy::indexing_slicing)]
+// peer bytes are parsed here: no indexing that could panic (unit tests may index)
+#![cfg_attr(not(test), warn(clippy::indexing_slicing))]
 
 pub mod client_tls;
 pub mod gssenc;
