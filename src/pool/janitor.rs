@@ -1,5 +1,6 @@
 //! The janitor: once a second, closes idle servers past `server_idle_timeout` or
-//! `server_lifetime`, marks those idle past `server_check_delay` as `used`, and opens servers
+//! `server_lifetime` and those the server closed (a restart: SHOW SERVERS and the fds must not
+//! keep dead ones until a client trips over them), marks those idle past `server_check_delay` as `used`, and opens servers
 //! up to `min_pool_size`.
 
 use std::sync::Arc;
@@ -40,7 +41,8 @@ pub async fn run<H: JanitorHandle>(app: Arc<H>) {
     }
 }
 
-/// Closes idle servers that outlived `server_idle_timeout` or `server_lifetime`.
+/// Closes idle servers that outlived `server_idle_timeout` or `server_lifetime`, or that the
+/// server closed or spoke on while idle (PgBouncer: "server conn crashed?").
 pub fn sweep(pool: &Pool) {
     let idle_timeout = pool.def.server_idle_timeout;
     let lifetime = pool.def.server_lifetime;
@@ -48,6 +50,15 @@ pub fn sweep(pool: &Pool) {
     let total = pool.server_count.load(Ordering::Relaxed);
     let mut closable = total.saturating_sub(min);
     let closed = pool.drain_idle_where(|c| {
+        let server: &mut crate::server::conn::ServerConn = c;
+        let health = server.stream.idle_health(&mut server.rbuf);
+        if health != crate::net::stream::IdleHealth::Quiet {
+            tracing::info!(
+                db = %pool.def.db_name, server = c.id, ?health,
+                "closing because: server conn crashed?"
+            );
+            return true;
+        }
         let too_old = !lifetime.is_zero() && c.created.elapsed() >= lifetime;
         let too_idle =
             !idle_timeout.is_zero() && c.last_used.elapsed() >= idle_timeout && closable > 0;

@@ -22,6 +22,8 @@ pub(super) fn server_away(e: &ConnectError) -> bool {
         // admin_shutdown, crash_shutdown, cannot_connect_now (starting up / shutting down)
         ConnectError::Login(LoginError::Server(f)) => f.code.starts_with("57P0"),
         ConnectError::Login(LoginError::Wire(_)) => true,
+        // a PostgreSQL shutting down closes new connections during the SSLRequest/handshake
+        ConnectError::Tls(tls) => tls.server_away(),
         _ => false,
     }
 }
@@ -56,5 +58,40 @@ impl Pool {
         }
         tokio::time::sleep_until(retry_at.into()).await;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_away;
+    use crate::server::connect::{ConnectError, TlsConnectError};
+    use std::io::{Error, ErrorKind};
+
+    fn handshake(e: Error) -> ConnectError {
+        ConnectError::Tls(TlsConnectError::Handshake(e))
+    }
+
+    #[test]
+    fn a_handshake_cut_by_a_restarting_server_is_the_server_away() {
+        for kind in [
+            ErrorKind::UnexpectedEof,
+            ErrorKind::ConnectionReset,
+            ErrorKind::BrokenPipe,
+        ] {
+            assert!(server_away(&handshake(Error::from(kind))), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn tls_refusals_and_certificate_failures_are_not_retried() {
+        let bad_cert = Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        assert!(!server_away(&handshake(bad_cert)));
+        assert!(!server_away(&ConnectError::Tls(TlsConnectError::Refused)));
+        assert!(!server_away(&ConnectError::Tls(
+            TlsConnectError::NotConfigured
+        )));
     }
 }

@@ -183,12 +183,12 @@ impl Pool {
     }
 
     /// Takes out idle servers matching `pred` (the janitor closes them).
-    fn drain_idle_where(&self, mut pred: impl FnMut(&Pooled) -> bool) -> Vec<Pooled> {
+    fn drain_idle_where(&self, mut pred: impl FnMut(&mut Pooled) -> bool) -> Vec<Pooled> {
         let mut idle = lock(&self.idle);
         let mut out = Vec::new();
         let mut i = 0;
         while i < idle.len() {
-            if pred(&idle[i]) {
+            if pred(&mut idle[i]) {
                 out.push(idle.remove(i))
             } else {
                 i += 1

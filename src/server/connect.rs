@@ -47,10 +47,45 @@ pub(crate) enum ConnectError {
     Timeout,
     #[error("GSS encryption: {0}")]
     GssEnc(String),
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] TlsConnectError),
     #[error(transparent)]
     Login(#[from] LoginError),
+}
+
+/// Why TLS to the server could not be set up (`server_tls_sslmode`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsConnectError {
+    #[error("server TLS is required but not configured")]
+    NotConfigured,
+    #[error("server refused SSL")]
+    Refused,
+    /// The SSLRequest exchange or the handshake failed: a transport error (the server went
+    /// away under it) or a TLS one (certificate, protocol); [`TlsConnectError::server_away`]
+    /// tells which.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(#[source] std::io::Error),
+}
+
+impl TlsConnectError {
+    /// The connection broke under the handshake (closed, reset): what a
+    /// PostgreSQL that is shutting down or restarting does to a new connection, as opposed to
+    /// a certificate or protocol failure, which would fail again the same way. tokio-rustls
+    /// reports rustls' own errors as `InvalidData`, so they never match.
+    pub(crate) fn server_away(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            TlsConnectError::Handshake(e) => matches!(
+                e.kind(),
+                K::UnexpectedEof
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::BrokenPipe
+                    | K::NotConnected
+            ),
+            TlsConnectError::NotConfigured | TlsConnectError::Refused => false,
+        }
+    }
 }
 
 /// What a connect produced, with whether GSSAPI authenticated it (for logs and SHOW).
@@ -180,9 +215,7 @@ async fn try_tls(spec: &ConnectSpec<'_>, tcp: TcpStream) -> Result<ServerStream,
     let wants_tls = !matches!(spec.sslmode, SslMode::Disable | SslMode::Allow);
     let Some(connector) = spec.tls.filter(|_| wants_tls) else {
         if wants_tls && spec.sslmode != SslMode::Prefer {
-            return Err(ConnectError::Tls(
-                "server TLS is required but not configured".into(),
-            ));
+            return Err(TlsConnectError::NotConfigured.into());
         }
         return Ok(ServerStream::Tcp(tcp));
     };
@@ -192,7 +225,7 @@ async fn try_tls(spec: &ConnectSpec<'_>, tcp: TcpStream) -> Result<ServerStream,
         Ok(TlsOutcome::Refused(tcp)) if spec.sslmode == SslMode::Prefer => {
             Ok(ServerStream::Tcp(tcp))
         }
-        Ok(TlsOutcome::Refused(_)) => Err(ConnectError::Tls("server refused SSL".into())),
-        Err(e) => Err(ConnectError::Tls(format!("TLS handshake failed: {e}"))),
+        Ok(TlsOutcome::Refused(_)) => Err(TlsConnectError::Refused.into()),
+        Err(e) => Err(TlsConnectError::Handshake(e).into()),
     }
 }

@@ -13,6 +13,7 @@ pub mod forwarder;
 pub mod kdc;
 pub mod pg;
 pub mod pgbench;
+pub mod pki;
 pub mod ports;
 pub mod python;
 pub mod secrets;

@@ -398,6 +398,48 @@ impl PgCluster {
         }
     }
 
+    /// Serves TLS with this certificate and key (`ssl = on`); restarts the server.
+    pub fn enable_tls(&self, cert: &Path, key: &Path) {
+        self.install_tls_files(cert, key);
+        self.psql_super("ALTER SYSTEM SET ssl = on");
+        self.restart();
+    }
+
+    /// Swaps the TLS certificate and key of a running server (PostgreSQL reloads them on
+    /// SIGHUP; new connections get the new ones).
+    pub fn replace_tls(&self, cert: &Path, key: &Path) {
+        self.install_tls_files(cert, key);
+        self.psql_super("SELECT pg_reload_conf()");
+    }
+
+    fn install_tls_files(&self, cert: &Path, key: &Path) {
+        for (src, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let dst = self.data.join(name);
+            fs::copy(src, &dst).expect("copy the certificate into the data dir");
+            fs::set_permissions(&dst, fs::Permissions::from_mode(0o600)).expect("chmod");
+            if let Some(u) = &self.os_user {
+                nix::unistd::chown(&dst, Some(u.uid), Some(u.gid)).expect("chown");
+            }
+        }
+    }
+
+    /// Starts a server stopped by [`PgCluster::stop`] again, on the same port.
+    pub fn start(&self) {
+        let r = run_checked(
+            self.as_pg(self.bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(self.log_path())
+                .args(["-w", "-t", "60", "start"])
+                .stdout(Stdio::null()),
+            "pg_ctl start",
+        );
+        if let Err(e) = r {
+            panic!("{e:#}\nserver log:\n{}", self.log());
+        }
+    }
+
     /// Stops the server (fast mode) without removing anything.
     pub fn stop(&self) {
         let _ = self
