@@ -220,7 +220,7 @@ def pg_bin_dir():
     raise RuntimeError("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin")
 
 
-def start_postgres(env):
+def start_postgres(env, extra_settings=None):
     bindir = pg_bin_dir()
     data = env.path("pg")
     env.run([f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust"])
@@ -239,6 +239,7 @@ def start_postgres(env):
         "synchronous_commit": "off",
         "logging_collector": "off",
     }
+    settings.update(extra_settings or {})
     argv = [f"{bindir}/postgres", "-D", data]
     for k, v in settings.items():
         argv += ["-c", f"{k}={v}"]

@@ -15,7 +15,10 @@ transaction pooling with max_prepared_statements:
     long queries cancelled through a CancelRequest on a new connection (the answer must be
     query_canceled, on that client, not another's);
   * `RELOAD` on the admin console every --reload-every seconds;
-  * a PostgreSQL restart (`pg_ctl restart -m fast`) every --restart-every seconds;
+  * a PostgreSQL restart (`pg_ctl restart -m fast`) every --restart-every seconds, and how long
+    after its return the pool answered a new client again;
+  * with --server-tls, PostgreSQL serves TLS (a throwaway self-signed certificate) and
+    krbouncer logs in with server_tls_sslmode = require;
   * every 10 s a sample of the pooler's RSS and open file descriptors.
 
 The report: requests issued, answered right, answered WRONG (a token that is not the one sent:
@@ -148,6 +151,8 @@ class Tally:
         self.cancel_missed = 0
         self.errors = collections.Counter()
         self.sessions = self.login_errors = self.reloads = self.restarts = 0
+        # seconds from each PostgreSQL restart's return to the first new client served
+        self.recoveries = []
 
     def error(self, e):
         if isinstance(e, ServerError):
@@ -247,6 +252,18 @@ async def soak(args, env, port, pid, restart_pg):
     async def restart():
         await asyncio.get_running_loop().run_in_executor(None, restart_pg)
         t.restarts += 1
+        back = time.monotonic()
+        while time.monotonic() - back < 60:
+            try:
+                c = await asyncio.wait_for(Conn.login(port), 5)
+                _, err = await asyncio.wait_for(c.simple("SELECT 1"), 5)
+                c.close()
+                if err is None:
+                    break
+            except Exception:
+                pass
+            await asyncio.sleep(0.05)
+        t.recoveries.append(time.monotonic() - back)
 
     async def sample():
         samples.append((time.monotonic(), harness.rss_kb(pid), fd_count(pid), t.issued))
@@ -278,6 +295,9 @@ def report(t, samples, minutes):
     print(f"| | {t.issued} | {t.right} | {t.wrong} | {t.unaccounted} |\n")
     print(f"cancels that found their client still queued (dropped, as PgBouncer does): "
           f"{t.cancel_missed}")
+    if t.recoveries:
+        print("served again after each PostgreSQL restart (s): "
+              + ", ".join(f"{r:.2f}" for r in t.recoveries))
     print(f"errors: {errored} ({t.login_errors} at login)")
     for k, v in t.errors.most_common():
         print(f"  {v:8d}  {k}")
@@ -305,16 +325,27 @@ def main():
     p.add_argument("--reload-every", type=float, default=5.0)
     p.add_argument("--restart-every", type=float, default=300.0, help="0: never")
     p.add_argument("--request-timeout", type=float, default=30.0)
+    p.add_argument("--server-tls", action="store_true",
+                   help="PostgreSQL serves TLS; krbouncer uses server_tls_sslmode = require")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = p.parse_args()
     env = Env()
     try:
-        pg_proc, pg_port = harness.start_postgres(env)
+        pg_settings, tls_ini = {}, ""
+        if args.server_tls:
+            env.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                     "-subj", "/CN=localhost", "-keyout", env.path("server.key"),
+                     "-out", env.path("server.crt")])
+            os.chmod(env.path("server.key"), 0o600)
+            pg_settings = {"ssl": "on", "ssl_cert_file": env.path("server.crt"),
+                           "ssl_key_file": env.path("server.key")}
+            tls_ini = "server_tls_sslmode = require\n"
+        pg_proc, pg_port = harness.start_postgres(env, pg_settings)
         binary = harness.find_krbouncer(build=True)
         port = harness.free_port()
         env.write("users.txt", f'"{USER}" "{PASSWORD}"\n')
         ini = harness.pooler_ini(env, "krbouncer", port, pg_port, args.clients * 2 + 20, extra=(
-            f"admin_users = {USER}\nserver_login_retry = 1\nquery_wait_timeout = 20\n"))
+            f"admin_users = {USER}\nserver_login_retry = 1\nquery_wait_timeout = 20\n{tls_ini}"))
         proc = env.spawn([binary, ini], "krbouncer.stdout")
         harness.wait_port(port, proc, "krbouncer")
         bindir = harness.pg_bin_dir()
@@ -323,7 +354,8 @@ def main():
             env.run([f"{bindir}/pg_ctl", "-D", env.path("pg"), "-m", "fast", "-w",
                      "-l", env.path("postgres-restarted.log"), "restart"])
 
-        log(f"soak: {args.minutes} min, {args.clients} clients, krbouncer pid {proc.pid}")
+        log(f"soak: {args.minutes} min, {args.clients} clients, krbouncer pid {proc.pid}"
+            f"{', server TLS' if args.server_tls else ''}")
         t, samples = asyncio.run(soak(args, env, port, proc.pid, restart_pg))
         clean = report(t, samples, args.minutes)
         if t.restarts:
