@@ -169,6 +169,59 @@ impl KrbLab {
         lab_ctl(&self.dir, &["hba", variant]);
     }
 
+    /// Runs one `kadmin.local` query against this lab's KDC database; returns its output.
+    pub fn kadmin(&self, query: &str) -> String {
+        let realm = self
+            .user_principal()
+            .rsplit_once('@')
+            .map(|(_, r)| r.to_string())
+            .expect("principal has a realm");
+        let out = Command::new("kadmin.local")
+            .args(["-r", &realm, "-q", query])
+            .env("KRB5_CONFIG", self.var("KRB5_CONFIG"))
+            .env("KRB5_KDC_PROFILE", self.dir.join("kdc/kdc.conf"))
+            .output()
+            .expect("run kadmin.local");
+        let text = output_text(&out);
+        assert!(
+            out.status.success() && !text.to_lowercase().contains("error"),
+            "kadmin.local {query:?}:\n{text}"
+        );
+        text
+    }
+
+    /// Gives the client principal a new random key (new kvno) and replaces its keytab on disk
+    /// with one holding only the new key, the way an operator rotates it (`ktadd` to a new
+    /// file, then rename over the old one). Returns a copy of the old keytab.
+    pub fn rotate_client_keytab(&self) -> PathBuf {
+        let keytab = PathBuf::from(self.var("PGLAB_USER_KEYTAB"));
+        let old = self.dir.join("client-old.keytab");
+        let new = self.dir.join("client-new.keytab");
+        std::fs::copy(&keytab, &old).expect("keep the old keytab");
+        let _ = std::fs::remove_file(&new);
+        self.kadmin(&format!(
+            "ktadd -k {} {}",
+            new.display(),
+            self.user_principal()
+        ));
+        std::fs::rename(&new, &keytab).expect("replace the keytab");
+        old
+    }
+
+    /// Whether `kinit` with this keytab (into a throwaway memory ccache) gets a ticket.
+    pub fn keytab_works(&self, keytab: &Path) -> bool {
+        Command::new("kinit")
+            .arg("-k")
+            .arg("-t")
+            .arg(keytab)
+            .arg(self.user_principal())
+            .env("KRB5_CONFIG", self.var("KRB5_CONFIG"))
+            .env("KRB5CCNAME", "MEMORY:keytab-check")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
     /// Run SQL as the superuser over the lab's unix socket; returns psql's unaligned output.
     pub fn psql_admin(&self, sql: &str) -> String {
         let psql = Path::new(self.var("PGLAB_PG_BINDIR")).join("psql");
