@@ -36,10 +36,7 @@ fn rss_kb(pid: u32) -> u64 {
 
 fn logged_in(b: &Bouncer) -> std::net::TcpStream {
     let mut s = wire::connect(b.port(), Duration::from_secs(30)).expect("connect");
-    let startup = wire::startup_packet(
-        196608,
-        &[("user", pg::TRUST_USER), ("database", "testdb")],
-    );
+    let startup = wire::startup_packet(196608, &[("user", pg::TRUST_USER), ("database", "testdb")]);
     let login = wire::login(&mut s, &startup, pg::TRUST_USER, pg::TRUST_PASS).expect("login");
     assert!(login.ready, "login: {:?}\n{}", login.error, b.log());
     s
@@ -66,9 +63,12 @@ async fn a_slowly_read_1gb_result_keeps_the_pooler_flat_and_others_served() {
         .connect(pg::TRUST_USER, pg::TRUST_PASS, "testdb")
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
-    first_value(&bystander, "SELECT count(*) FROM (SELECT repeat('x', 1000) FROM generate_series(1, 20000)) s")
-        .await
-        .expect("warm-up");
+    first_value(
+        &bystander,
+        "SELECT count(*) FROM (SELECT repeat('x', 1000) FROM generate_series(1, 20000)) s",
+    )
+    .await
+    .expect("warm-up");
     let baseline = rss_kb(pid);
 
     let read = Arc::new(AtomicU64::new(0));

@@ -65,7 +65,7 @@ async fn works_again(b: &Bouncer, db: &str, limit: Duration) -> Option<Duration>
 }
 
 /// `fault` breaks the KDC, `heal` mends it: a held session keeps working, a login that needs
-/// a new service ticket fails with a clear "server login failed" within
+/// a new service ticket fails with a "server login failed" naming the KDC within
 /// server_connect_timeout (plus slack for a loaded machine), and after `heal` the same
 /// krbouncer process logs in again.
 async fn kdc_fault(lab: &KrbLab, what: &str, fault: fn(&KrbLab), heal: fn(&KrbLab)) {
@@ -85,8 +85,9 @@ async fn kdc_fault(lab: &KrbLab, what: &str, fault: fn(&KrbLab), heal: fn(&KrbLa
         took < Duration::from_secs(CONNECT_TIMEOUT_S + 5),
         "KDC {what}: the failure took {took:?} (server_connect_timeout = {CONNECT_TIMEOUT_S})"
     );
+    // the client is told it is the KDC, not just "connect timeout"
     assert!(
-        e.contains("server login failed") || e.contains("server_login_retry"),
+        e.contains("server login failed") && e.contains("KDC"),
         "KDC {what}: {e}\n{}",
         b.log()
     );
@@ -139,6 +140,8 @@ const LIFETIME_S: u32 = 8;
 /// Tickets live 8 s; servers are recycled every second (server_lifetime) so new server logins
 /// keep coming. Over three ticket lifetimes every login works (krbouncer gets a new TGT from
 /// the keytab), a transaction-pooled client keeps being served, and the KDC issued several TGTs.
+/// (MIT refreshes a keytab-obtained TGT that has less than about 30 s left, so with 8 s
+/// tickets nearly every login gets a new one; with real lifetimes it is once per half-life.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_expiring_mid_traffic_are_reacquired_from_the_keytab() {
     let lab = KrbLab::start(LabOptions {

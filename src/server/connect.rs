@@ -1,7 +1,7 @@
 //! Opening a server connection: socket, then GSS encryption (`server_gssencmode`), then TLS
 //! (`server_tls_sslmode`), then login, all under `server_connect_timeout`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -94,16 +94,31 @@ pub(crate) struct Connected {
     pub gss_authenticated: bool,
 }
 
+/// How much longer than `server_connect_timeout` the whole connect may take, so that a step
+/// with its own deadline inside the same budget (a GSSAPI call waiting on a KDC) reports its
+/// own, more telling error ("the KDC did not answer ...") instead of a bare "connect timeout".
+const INNER_DEADLINE_GRACE: Duration = Duration::from_millis(200);
+
 /// Opens, secures and logs in one server connection.
 pub(crate) async fn connect(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError> {
-    match tokio::time::timeout(spec.connect_timeout, connect_inner(spec)).await {
+    let deadline = Instant::now() + spec.connect_timeout;
+    let budget = spec.connect_timeout + INNER_DEADLINE_GRACE;
+    match tokio::time::timeout(budget, connect_inner(spec, deadline)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),
     }
 }
 
-async fn connect_inner(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError> {
-    let (mut stream, encrypted) = open_transport(spec).await?;
+/// What is left of the connect budget for a step that has a deadline of its own.
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+async fn connect_inner(
+    spec: &ConnectSpec<'_>,
+    deadline: Instant,
+) -> Result<Connected, ConnectError> {
+    let (mut stream, encrypted) = open_transport(spec, deadline).await?;
     let mut rbuf = BytesMut::with_capacity(4096);
     let outcome = login(
         &mut stream,
@@ -118,7 +133,7 @@ async fn connect_inner(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError
                 negotiate: spec.gss_negotiate,
                 target: spec.gss_target,
                 runtime: spec.gss_runtime,
-                deadline: spec.connect_timeout,
+                deadline: remaining(deadline),
                 encrypted,
             },
         },
@@ -152,7 +167,10 @@ async fn open_socket(spec: &ConnectSpec<'_>) -> Result<RawSocket, ConnectError> 
 }
 
 /// Returns the transport and whether it is GSS-encrypted.
-async fn open_transport(spec: &ConnectSpec<'_>) -> Result<(ServerStream, bool), ConnectError> {
+async fn open_transport(
+    spec: &ConnectSpec<'_>,
+    deadline: Instant,
+) -> Result<(ServerStream, bool), ConnectError> {
     let tcp = match open_socket(spec).await? {
         RawSocket::Unix(s) => {
             if spec.gssencmode == GssEncMode::Require {
@@ -167,7 +185,7 @@ async fn open_transport(spec: &ConnectSpec<'_>) -> Result<(ServerStream, bool), 
             s
         }
     };
-    let tcp = match try_gssenc(spec, tcp).await? {
+    let tcp = match try_gssenc(spec, tcp, deadline).await? {
         Ok(stream) => return Ok((stream, true)),
         Err(tcp) => tcp,
     };
@@ -178,6 +196,7 @@ async fn open_transport(spec: &ConnectSpec<'_>) -> Result<(ServerStream, bool), 
 async fn try_gssenc(
     spec: &ConnectSpec<'_>,
     tcp: TcpStream,
+    deadline: Instant,
 ) -> Result<Result<ServerStream, TcpStream>, ConnectError> {
     if spec.gssencmode == GssEncMode::Disable {
         return Ok(Err(tcp));
@@ -191,7 +210,7 @@ async fn try_gssenc(
         }
         return Ok(Err(tcp));
     };
-    match request_gssenc(tcp, spec.gss_runtime, target, spec.connect_timeout).await {
+    match request_gssenc(tcp, spec.gss_runtime, target, remaining(deadline)).await {
         Ok(GssEncOutcome::Encrypted(s)) => Ok(Ok(ServerStream::Gss(Box::new(s)))),
         Ok(GssEncOutcome::Refused(tcp)) if !required => Ok(Err(tcp)),
         Ok(GssEncOutcome::Refused(_)) => Err(ConnectError::GssEnc(

@@ -63,7 +63,10 @@ pub enum GssError {
         "cannot reach a KDC while logging in to {target} (check krb5.conf / KRB5_CONFIG and the KDC): {status}"
     )]
     KdcUnreachable { target: String, status: GssStatus },
-    #[error("the KDC did not answer within {deadline:?} while logging in to {target}")]
+    #[error(
+        "the KDC did not answer within {:.1} s (server_connect_timeout) while logging in to {target}",
+        .deadline.as_secs_f64()
+    )]
     Timeout { target: String, deadline: Duration },
     #[error(
         "GSSAPI context with {target} does not provide confidentiality and integrity (granted flags: {flags})"
