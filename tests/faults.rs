@@ -10,6 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::admin;
 use common::bouncer::{Bouncer, BouncerConfig, connect_conninfo, error_text};
 use common::faultproxy::FaultProxy;
 use common::pg::{self, PgCluster};
@@ -97,6 +98,39 @@ async fn connections_cut_mid_query_end_in_an_error_and_the_pool_recovers() {
         "pool serves again after the cut\n{}",
         b.log()
     );
+}
+
+/// An idle server that PostgreSQL closes (here `pg_terminate_backend`; a restart does it to
+/// all) leaves SHOW SERVERS and frees its socket by itself, not only when a client takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_closed_by_postgresql_leaves_the_pool_by_itself() {
+    let pg = PgCluster::shared();
+    let b = BouncerConfig::new()
+        .database(format!("testdb = {}", pg.connstr("testdb")))
+        .auth(pg::TRUST_USER, pg::TRUST_PASS)
+        .auth(admin::ADMIN, admin::ADMIN_PASS)
+        .set("admin_users", admin::ADMIN)
+        .start();
+    let c = client(&b).await;
+    let pid: i32 = c
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    drop(c);
+    let servers = || async { admin::show(&b, "SHOW SERVERS").await.rows.len() };
+    assert!(
+        until_async(Duration::from_secs(10), || async { servers().await == 1 }).await,
+        "the server is pooled idle\n{}",
+        b.log()
+    );
+    pg.psql_super(&format!("SELECT pg_terminate_backend({pid})"));
+    assert!(
+        until_async(Duration::from_secs(10), || async { servers().await == 0 }).await,
+        "the dead idle server stays in SHOW SERVERS\n{}",
+        b.log()
+    );
+    assert!(b.log().contains("server conn crashed?"), "{}", b.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
