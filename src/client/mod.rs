@@ -46,6 +46,7 @@ pub async fn serve(
     let id = app.next_client_id();
     let span = tracing::info_span!("client", id, addr = %peer, db = tracing::field::Empty, user = tracing::field::Empty);
     async move {
+        let connected_at = std::time::Instant::now();
         let _count = app.count_client();
         if let ClientStream::Tcp(s) = &stream {
             // tcp_keepalive & co., as PgBouncer's tune_socket does for every accepted client
@@ -63,7 +64,7 @@ pub async fn serve(
             Negotiated::Ready(s) => s,
             Negotiated::Refused(mut s, e) => {
                 login_failures.record(&e);
-                tracing::info!(error = %e.message, "pooler error");
+                log_closing(&e.message, connected_at);
                 send_error(&mut s, &e).await;
                 return;
             }
@@ -75,10 +76,15 @@ pub async fn serve(
         };
         if let Err(e) = serve_inner(&app, &mut stream, rbuf, tls.requires_tls(), id).await {
             // Every error that reaches here ended a login (or a KILL): after the welcome the
-            // session handles its own errors.
+            // session handles its own errors. PgBouncer's disconnect_client logs the reason,
+            // then send_pooler_error logs it again as a warning.
             login_failures.record(&e);
-            if app.config().settings.log_pooler_errors {
-                tracing::info!(error = %e.message, "pooler error");
+            let settings = &app.config().settings;
+            if settings.log_disconnections {
+                log_closing(&e.message, connected_at);
+            }
+            if settings.log_pooler_errors {
+                tracing::warn!("pooler error: {}", e.message);
             }
             send_error(&mut stream, &e).await;
         }
@@ -136,10 +142,7 @@ async fn serve_inner(
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
     if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
-        tracing::info!(
-            duration_s = started.elapsed().as_secs_f64(),
-            "closing because: {reason}"
-        );
+        log_closing(reason, started);
     }
     result.map(|_| ())
 }
@@ -341,6 +344,14 @@ fn new_client(
             .to_string(),
         pool,
     }
+}
+
+/// PgBouncer's `closing because: <reason> (age=<s>s)`, the line operators grep for.
+pub(crate) fn log_closing(reason: &str, since: std::time::Instant) {
+    tracing::info!(
+        "closing because: {reason} (age={}s)",
+        since.elapsed().as_secs()
+    );
 }
 
 fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {

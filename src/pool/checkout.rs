@@ -12,11 +12,11 @@ use crate::config::{PoolMode, ServerCheck};
 use crate::net::stream::IdleHealth;
 use crate::pool::limit_wait::{LimitKind, LimitWait};
 use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
-use crate::protocol::pooler_errors::{ErrorKind, PoolerError};
+use crate::protocol::pooler_errors::{ErrorKind, PoolerError, SERVER_LOGIN_WRONG_PASSWORD_TYPE};
 use crate::server::conn::ServerConn;
 use crate::server::connect::ConnectError;
 use crate::server::connect::{ConnectSpec, connect};
-use crate::server::login::LoginError;
+use crate::server::login::{AuthError, LoginError};
 use crate::server::query::run_simple;
 
 /// Process-wide things a pool needs to open server connections.
@@ -344,11 +344,17 @@ impl Pool {
                         db = %self.def.db_name, user = %self.def.login_user, %address, error = %e,
                         "closing because: connect failed"
                     );
+                } else if let ConnectError::Login(LoginError::Server(fields)) = &e {
+                    // PgBouncer's kill_pool_logins_server_error wording
+                    tracing::warn!(
+                        db = %self.def.db_name, user = %self.def.login_user, %address,
+                        "server login failed: {} {}", fields.severity, fields.message
+                    );
                 } else {
                     tracing::warn!(
                         db = %self.def.db_name, user = %self.def.login_user, %address,
-                        spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
-                        "server login failed"
+                        spn = target.map(|t| t.to_string()).unwrap_or_default(),
+                        "server login failed: {e}"
                     );
                 }
                 self.record_login_result(Some(msg.clone()));
@@ -412,6 +418,11 @@ fn client_facing(e: &ConnectError) -> PoolerError {
             message: fields.message.clone().into(),
             kind: ErrorKind::ServerLoginFailed,
         },
+        // PgBouncer tells clients only the short reason; the log has the detail
+        ConnectError::Login(LoginError::Auth(
+            AuthError::WrongSecretType { .. } | AuthError::NoScramKeys,
+        )) => PoolerError::fatal_text(SERVER_LOGIN_WRONG_PASSWORD_TYPE.to_string())
+            .with_kind(ErrorKind::ServerLoginFailed),
         other => PoolerError::fatal_text(format!("server login failed: {other}"))
             .with_kind(ErrorKind::ServerLoginFailed),
     }
