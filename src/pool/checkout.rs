@@ -281,12 +281,13 @@ impl Pool {
             }
         }
         let scram_keys = self.scram_keys();
+        let secret = self.login_secret();
         let spec = ConnectSpec {
             address,
             user: &self.def.login_user,
             database: &self.def.dbname,
             extra_params: &self.def.extra_params,
-            secret: self.def.secret.as_ref(),
+            secret: secret.as_ref(),
             scram_keys,
             gss_negotiate: self.def.gss_negotiate,
             gssencmode: self.def.gssencmode,
