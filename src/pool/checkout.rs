@@ -205,7 +205,7 @@ impl Pool {
                     _slot: slot,
                 });
             }
-            let conn = match self.open_server(up).await {
+            let conn = match self.open_server(up, started).await {
                 Ok(Some(conn)) => conn,
                 Ok(None) => continue,
                 Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
@@ -254,9 +254,15 @@ impl Pool {
     async fn open_server(
         self: &Arc<Self>,
         up: &Upstream<'_>,
+        waiting_since: Instant,
     ) -> Result<Option<Pooled>, CheckoutError> {
-        if let Some(cached) = self.recent_login_failure() {
-            return Err(CheckoutError::LoginRetry(cached));
+        if let Some((failed_at, error)) = self.recent_login_failure() {
+            // kill_pool_logins: clients already waiting when the login failed get the
+            // server's own error; later ones the cached one (check_fast_fail)
+            if failed_at >= waiting_since {
+                return Err(CheckoutError::Login(error));
+            }
+            return Err(CheckoutError::LoginRetry(error.message.to_string()));
         }
         let mut permits = Vec::new();
         for (limit, which) in [
@@ -338,7 +344,6 @@ impl Pool {
             }
             Err(e) => {
                 let for_client = client_facing(&e);
-                let msg = for_client.message.to_string();
                 if matches!(e, ConnectError::Socket { .. }) {
                     // PgBouncer's wording for a server it cannot reach
                     tracing::warn!(
@@ -346,11 +351,18 @@ impl Pool {
                         "closing because: connect failed"
                     );
                 } else if let ConnectError::Login(LoginError::Server(fields)) = &e {
-                    // PgBouncer's kill_pool_logins_server_error wording
+                    // PgBouncer's kill_pool_logins_server_error wording, then the server's
+                    // disconnect_server line
                     tracing::warn!(
                         db = %self.def.db_name, user = %self.def.login_user, %address,
                         "server login failed: {} {}", fields.severity, fields.message
                     );
+                    if self.def.log_disconnections {
+                        tracing::info!(
+                            db = %self.def.db_name, user = %self.def.login_user, %address,
+                            "closing because: {} (age=0s)", fields.message
+                        );
+                    }
                 } else {
                     tracing::warn!(
                         db = %self.def.db_name, user = %self.def.login_user, %address,
@@ -358,7 +370,7 @@ impl Pool {
                         "server login failed: {e}"
                     );
                 }
-                self.record_login_result(Some(msg.clone()));
+                self.record_login_result(Some(for_client.clone()));
                 self.set_server_away(super::login_retry::server_away(&e));
                 Err(CheckoutError::Login(for_client))
             }
@@ -371,7 +383,7 @@ impl Pool {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 return;
             };
-            match self.open_server(up).await {
+            match self.open_server(up, Instant::now()).await {
                 Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     self.servers.transition(conn.entry(), ServerState::Idle);

@@ -21,6 +21,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::auth::secret::Secret;
+use crate::protocol::pooler_errors::PoolerError;
 use crate::server::login::ScramKeys;
 use crate::server::params::ParamSet;
 
@@ -44,7 +45,8 @@ pub struct Pool {
     /// Idle servers, most recently used last (taken LIFO, as PgBouncer does by default).
     idle: Mutex<Vec<Pooled>>,
     welcome: Mutex<Option<Arc<ParamSet>>>,
-    login_failure: Mutex<Option<(Instant, String)>>,
+    /// When the last server login failed and what its clients were told.
+    login_failure: Mutex<Option<(Instant, PoolerError)>>,
     /// The last connect failed because the server was away (`login_retry.rs`).
     server_away: AtomicBool,
     scram_keys: Mutex<Option<ScramKeys>>,
@@ -228,15 +230,15 @@ impl Pool {
     }
 
     /// The login error of the last failed attempt, while `server_login_retry` has not passed.
-    fn recent_login_failure(&self) -> Option<String> {
+    fn recent_login_failure(&self) -> Option<(Instant, PoolerError)> {
         let f = lock(&self.login_failure);
         match &*f {
-            Some((at, msg)) if at.elapsed() < self.def.server_login_retry => Some(msg.clone()),
+            Some((at, e)) if at.elapsed() < self.def.server_login_retry => Some((*at, e.clone())),
             _ => None,
         }
     }
 
-    fn record_login_result(&self, failure: Option<String>) {
+    fn record_login_result(&self, failure: Option<PoolerError>) {
         *lock(&self.login_failure) = failure.map(|m| (Instant::now(), m));
     }
 
