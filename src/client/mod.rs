@@ -1,6 +1,8 @@
 //! One task per client: startup, login, welcome, then forwarding (session pooling).
 
+mod authenticate;
 mod cancel_route;
+mod credentials;
 pub mod encryption;
 pub mod error;
 pub mod limits;
@@ -16,6 +18,8 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use crate::admin::{AdminSession, access_for};
+use crate::client::authenticate::authenticate;
+use crate::client::credentials::Target;
 use crate::client::encryption::Negotiated;
 use crate::client::error::{ClientError, send_error};
 use crate::client::startup::{FirstPacket, StartupRequest, read_first_packet};
@@ -28,9 +32,8 @@ use crate::pool::Pool;
 use crate::pool::clients::{ClientAddrs, NewClient};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
-    ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CERT_AUTH_FAILED, CLIENT_UNEXPECTED_EOF,
-    LOGIN_TIMEOUT, MAX_CLIENT_CONN, SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled,
-    no_such_database,
+    ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CLIENT_UNEXPECTED_EOF, LOGIN_TIMEOUT, MAX_CLIENT_CONN,
+    SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
 };
 use crate::protocol::startup::PROTOCOL_3_0;
 use crate::server::params::tracked_names;
@@ -46,6 +49,7 @@ pub async fn serve(
     let id = app.next_client_id();
     let span = tracing::info_span!("client", id, addr = %peer, db = tracing::field::Empty, user = tracing::field::Empty);
     async move {
+        let connected_at = std::time::Instant::now();
         let _count = app.count_client();
         if let ClientStream::Tcp(s) = &stream {
             // tcp_keepalive & co., as PgBouncer's tune_socket does for every accepted client
@@ -63,7 +67,7 @@ pub async fn serve(
             Negotiated::Ready(s) => s,
             Negotiated::Refused(mut s, e) => {
                 login_failures.record(&e);
-                tracing::info!(error = %e.message, "pooler error");
+                log_closing(&e.message, connected_at);
                 send_error(&mut s, &e).await;
                 return;
             }
@@ -75,10 +79,15 @@ pub async fn serve(
         };
         if let Err(e) = serve_inner(&app, &mut stream, rbuf, tls.requires_tls(), id).await {
             // Every error that reaches here ended a login (or a KILL): after the welcome the
-            // session handles its own errors.
+            // session handles its own errors. PgBouncer's disconnect_client logs the reason,
+            // then send_pooler_error logs it again as a warning.
             login_failures.record(&e);
-            if app.config().settings.log_pooler_errors {
-                tracing::info!(error = %e.message, "pooler error");
+            let settings = &app.config().settings;
+            if settings.log_disconnections {
+                log_closing(&e.message, connected_at);
+            }
+            if settings.log_pooler_errors {
+                tracing::warn!("pooler error: {}", e.message);
             }
             send_error(&mut stream, &e).await;
         }
@@ -110,7 +119,13 @@ async fn serve_inner(
         // PgBouncer's admin_pre_login: the process owner over the unix socket needs no password
         return admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin).await;
     }
-    let authenticated = authenticate(&config, stream, &mut rbuf, &req).await?;
+    let db = config.database_for(&req.database);
+    let target = match (&db, to_admin) {
+        (_, true) => Target::Admin,
+        (Some(db), false) => Target::Database(db),
+        (None, false) => Target::Unknown,
+    };
+    let authenticated = authenticate(app, &config, stream, &mut rbuf, &req, target).await?;
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
     if to_admin {
@@ -119,10 +134,17 @@ async fn serve_inner(
         };
         return admin_console(app, stream, rbuf, &req, id, access).await;
     }
-    let pool = pool_for(app, &config, stream, &req)?;
-    if let Some(keys) = authenticated.scram_keys {
-        if !pool.def.forced_user {
+    let Some(db) = db else {
+        return Err(no_such_database(&req.database));
+    };
+    let pool = pool_for(app, &config, stream, &req, &db)?;
+    if !pool.def.forced_user {
+        // a forced user logs in with its own secret; the client's only proved who it is
+        if let Some(keys) = authenticated.scram_keys {
             pool.set_scram_keys(keys);
+        }
+        if let Some(secret) = authenticated.fetched_secret {
+            pool.set_fetched_secret(secret);
         }
     }
     pool.stats.record_client_login();
@@ -136,10 +158,7 @@ async fn serve_inner(
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
     if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
-        tracing::info!(
-            duration_s = started.elapsed().as_secs_f64(),
-            "closing because: {reason}"
-        );
+        log_closing(reason, started);
     }
     result.map(|_| ())
 }
@@ -204,44 +223,15 @@ fn admit(
     Ok(to_admin)
 }
 
-/// Client authentication per `auth_type`, within `client_login_timeout`.
-async fn authenticate(
-    config: &crate::config::Config,
-    stream: &mut ClientStream,
-    rbuf: &mut BytesMut,
-    req: &StartupRequest,
-) -> Result<login::Authenticated, ClientError> {
-    let settings = &config.settings;
-    if settings.auth_type == AuthType::Cert {
-        return cert_login(stream, &req.user);
-    }
-    let secret = config.auth_file.users.get(&req.user);
-    tokio::time::timeout_at(
-        login_deadline(settings.client_login_timeout),
-        login::authenticate(
-            stream,
-            rbuf,
-            settings.auth_type,
-            &req.user,
-            secret,
-            settings.scram_iterations.max(1) as u32,
-        ),
-    )
-    .await
-    .map_err(|_| LOGIN_TIMEOUT)?
-}
-
 /// The pool for an authenticated client: the database must exist and be enabled.
 fn pool_for(
     app: &Shared,
     config: &crate::config::Config,
     stream: &ClientStream,
     req: &StartupRequest,
+    db: &crate::config::DatabaseDef,
 ) -> Result<Arc<Pool>, ClientError> {
     let settings = &config.settings;
-    let Some(db) = config.database_for(&req.database) else {
-        return Err(no_such_database(&req.database));
-    };
     if app.pools.db_control(&db.name).is_disabled() {
         return Err(database_disabled(&db.name));
     }
@@ -256,19 +246,7 @@ fn pool_for(
             req.user
         );
     }
-    Ok(app.pools.get_or_create(config, &db, &req.user))
-}
-
-/// `auth_type = cert`: a TLS client certificate (already verified against
-/// `client_tls_ca_file` by the handshake) whose subject CN is the user name.
-fn cert_login(stream: &ClientStream, user: &str) -> Result<login::Authenticated, ClientError> {
-    match stream.peer_common_name() {
-        Some(cn) if cn == user => Ok(login::Authenticated { scram_keys: None }),
-        cn => {
-            tracing::info!(user, certificate_cn = ?cn, "certificate authentication failed");
-            Err(CERT_AUTH_FAILED)
-        }
-    }
+    Ok(app.pools.get_or_create(config, db, &req.user))
 }
 
 /// Whether the peer of a unix-socket connection runs as this process's user.
@@ -343,7 +321,15 @@ fn new_client(
     }
 }
 
-fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {
+/// PgBouncer's `closing because: <reason> (age=<s>s)`, the line operators grep for.
+pub(crate) fn log_closing(reason: &str, since: std::time::Instant) {
+    tracing::info!(
+        "closing because: {reason} (age={}s)",
+        since.elapsed().as_secs()
+    );
+}
+
+pub(crate) fn login_deadline(timeout: std::time::Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     if timeout.is_zero() {
         now + std::time::Duration::from_secs(86400 * 365)

@@ -219,11 +219,7 @@ impl DatabaseDef {
                 "password" => db.password = v,
                 "auth_user" => db.auth_user = v,
                 "auth_query" => db.auth_query = v,
-                "auth_dbname" if val == ADMIN_DB => {
-                    return Err(ConfigErrorKind::Invalid(format!(
-                        "cannot use the reserved \"{val}\" database as an auth_dbname"
-                    )));
-                }
+                // `auth_dbname=pgbouncer` is accepted here and refused at login, as PgBouncer
                 "auth_dbname" => db.auth_dbname = v,
                 "client_encoding" => db.client_encoding = v,
                 "datestyle" => db.datestyle = v,

@@ -6,6 +6,9 @@ pub mod auth_file;
 pub mod connstr;
 pub mod enums;
 pub mod error;
+pub mod hba;
+mod hba_tokens;
+pub mod ident;
 pub mod ini;
 mod resolve;
 mod secret_files;
@@ -47,6 +50,9 @@ pub struct Config {
     pub peers: BTreeMap<u32, PeerDef>,
     /// Empty when `auth_file` is unset or the auth type does not use it (`any`, `pam`).
     pub auth_file: AuthFile,
+    /// `auth_hba_file` (with `auth_ident_file`'s maps), read when `auth_type = hba`; re-read
+    /// at every reload, as PgBouncer does.
+    pub hba: std::sync::Arc<hba::HbaRules>,
     /// `[pgbouncer]` keys the files set explicitly (NULL-default settings such as `verbose`
     /// keep their running value on reload unless listed here).
     pub explicit_settings: BTreeSet<String>,
@@ -76,6 +82,7 @@ impl Config {
         {
             config.auth_file = AuthFile::load_with_base(Path::new(&file), cwd);
         }
+        config.load_hba();
         Ok(config)
     }
 
@@ -95,6 +102,7 @@ impl Config {
             users: BTreeMap::new(),
             peers: BTreeMap::new(),
             auth_file: AuthFile::default(),
+            hba: Default::default(),
             explicit_settings: BTreeSet::new(),
             base_dir: cwd.to_path_buf(),
         };
@@ -184,6 +192,26 @@ impl Config {
                 AuthFile::load_with_base(Path::new(&file), &self.base_dir)
             };
         }
+        next.load_hba();
         Ok(next)
+    }
+
+    /// Reads `auth_hba_file` and `auth_ident_file` (relative to the base directory) when
+    /// `auth_type = hba`; otherwise no rules are kept.
+    fn load_hba(&mut self) {
+        let s = &self.settings;
+        if s.auth_type != AuthType::Hba || s.auth_hba_file.is_empty() {
+            self.hba = Default::default();
+            return;
+        }
+        let ident = match &s.auth_ident_file {
+            Some(f) if !f.is_empty() => ident::IdentMaps::load(&self.base_dir.join(f)),
+            _ => ident::IdentMaps::default(),
+        };
+        let mut rules = hba::HbaRules::load(&self.base_dir.join(&s.auth_hba_file), &ident);
+        let mut warnings = ident.warnings;
+        warnings.append(&mut rules.warnings);
+        rules.warnings = warnings;
+        self.hba = std::sync::Arc::new(rules);
     }
 }

@@ -10,12 +10,7 @@ use super::values::{ValueError, comma_list};
 /// those whose value differs from the default so startup can warn. Edit freely.
 pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "application_name_add_host",
-    "auth_dbname",
-    "auth_hba_file",
-    "auth_ident_file",
     "auth_ldap_options",
-    "auth_query",
-    "auth_user",
     "client_tls_dheparams",
     "client_tls_ecdhcurve",
     "disable_pqexec",

@@ -83,6 +83,7 @@ impl Config {
                 .iter()
                 .map(|w| format!("auth_file: {w}")),
         );
+        warnings.extend(self.hba.warnings.iter().cloned());
         warnings.extend(super::secret_files::warnings(s.auth_file.as_deref(), |v| {
             std::env::var(v).ok()
         }));

@@ -42,6 +42,23 @@ impl ClientStream {
             .map_or_else(|| "no".to_string(), |i| i.to_string())
     }
 
+    /// The client's IP address; None over a unix socket.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            ClientStream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
+            ClientStream::Tls(s) => s.get_ref().0.peer_addr().ok().map(|a| a.ip()),
+            ClientStream::Unix(_) => None,
+        }
+    }
+
+    /// The OS user id of a unix-socket peer (SO_PEERCRED); None over TCP.
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            ClientStream::Unix(s) => s.peer_cred().ok().map(|c| c.uid()),
+            ClientStream::Tcp(_) | ClientStream::Tls(_) => None,
+        }
+    }
+
     /// The CN of the client certificate, if the client sent one over TLS.
     pub fn peer_common_name(&self) -> Option<String> {
         match self {

@@ -12,11 +12,11 @@ use crate::config::{PoolMode, ServerCheck};
 use crate::net::stream::IdleHealth;
 use crate::pool::limit_wait::{LimitKind, LimitWait};
 use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
-use crate::protocol::pooler_errors::{ErrorKind, PoolerError};
+use crate::protocol::pooler_errors::{ErrorKind, PoolerError, SERVER_LOGIN_WRONG_PASSWORD_TYPE};
 use crate::server::conn::ServerConn;
 use crate::server::connect::ConnectError;
 use crate::server::connect::{ConnectSpec, connect};
-use crate::server::login::LoginError;
+use crate::server::login::{AuthError, LoginError};
 use crate::server::query::run_simple;
 
 /// Process-wide things a pool needs to open server connections.
@@ -205,7 +205,7 @@ impl Pool {
                     _slot: slot,
                 });
             }
-            let conn = match self.open_server(up).await {
+            let conn = match self.open_server(up, started).await {
                 Ok(Some(conn)) => conn,
                 Ok(None) => continue,
                 Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
@@ -254,9 +254,15 @@ impl Pool {
     async fn open_server(
         self: &Arc<Self>,
         up: &Upstream<'_>,
+        waiting_since: Instant,
     ) -> Result<Option<Pooled>, CheckoutError> {
-        if let Some(cached) = self.recent_login_failure() {
-            return Err(CheckoutError::LoginRetry(cached));
+        if let Some((failed_at, error)) = self.recent_login_failure() {
+            // kill_pool_logins: clients already waiting when the login failed get the
+            // server's own error; later ones the cached one (check_fast_fail)
+            if failed_at >= waiting_since {
+                return Err(CheckoutError::Login(error));
+            }
+            return Err(CheckoutError::LoginRetry(error.message.to_string()));
         }
         let mut permits = Vec::new();
         for (limit, which) in [
@@ -281,12 +287,13 @@ impl Pool {
             }
         }
         let scram_keys = self.scram_keys();
+        let secret = self.login_secret();
         let spec = ConnectSpec {
             address,
             user: &self.def.login_user,
             database: &self.def.dbname,
             extra_params: &self.def.extra_params,
-            secret: self.def.secret.as_ref(),
+            secret: secret.as_ref(),
             scram_keys,
             gss_negotiate: self.def.gss_negotiate,
             gssencmode: self.def.gssencmode,
@@ -337,21 +344,33 @@ impl Pool {
             }
             Err(e) => {
                 let for_client = client_facing(&e);
-                let msg = for_client.message.to_string();
                 if matches!(e, ConnectError::Socket { .. }) {
                     // PgBouncer's wording for a server it cannot reach
                     tracing::warn!(
                         db = %self.def.db_name, user = %self.def.login_user, %address, error = %e,
                         "closing because: connect failed"
                     );
+                } else if let ConnectError::Login(LoginError::Server(fields)) = &e {
+                    // PgBouncer's kill_pool_logins_server_error wording, then the server's
+                    // disconnect_server line
+                    tracing::warn!(
+                        db = %self.def.db_name, user = %self.def.login_user, %address,
+                        "server login failed: {} {}", fields.severity, fields.message
+                    );
+                    if self.def.log_disconnections {
+                        tracing::info!(
+                            db = %self.def.db_name, user = %self.def.login_user, %address,
+                            "closing because: {} (age=0s)", fields.message
+                        );
+                    }
                 } else {
                     tracing::warn!(
                         db = %self.def.db_name, user = %self.def.login_user, %address,
-                        spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
-                        "server login failed"
+                        spn = target.map(|t| t.to_string()).unwrap_or_default(),
+                        "server login failed: {e}"
                     );
                 }
-                self.record_login_result(Some(msg.clone()));
+                self.record_login_result(Some(for_client.clone()));
                 self.set_server_away(super::login_retry::server_away(&e));
                 Err(CheckoutError::Login(for_client))
             }
@@ -364,7 +383,7 @@ impl Pool {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 return;
             };
-            match self.open_server(up).await {
+            match self.open_server(up, Instant::now()).await {
                 Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     self.servers.transition(conn.entry(), ServerState::Idle);
@@ -412,6 +431,11 @@ fn client_facing(e: &ConnectError) -> PoolerError {
             message: fields.message.clone().into(),
             kind: ErrorKind::ServerLoginFailed,
         },
+        // PgBouncer tells clients only the short reason; the log has the detail
+        ConnectError::Login(LoginError::Auth(
+            AuthError::WrongSecretType { .. } | AuthError::NoScramKeys,
+        )) => PoolerError::fatal_text(SERVER_LOGIN_WRONG_PASSWORD_TYPE.to_string())
+            .with_kind(ErrorKind::ServerLoginFailed),
         other => PoolerError::fatal_text(format!("server login failed: {other}"))
             .with_kind(ErrorKind::ServerLoginFailed),
     }

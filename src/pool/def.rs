@@ -45,6 +45,8 @@ pub struct PoolDef {
     pub connect_query: Option<String>,
     /// `log_connections`: PgBouncer logs a new server connection only when it is set.
     pub log_connections: bool,
+    /// `log_disconnections`: a server closed after a failed login is logged with its reason.
+    pub log_disconnections: bool,
     pub gss_negotiate: GssNegotiate,
     pub gssencmode: GssEncMode,
     pub sslmode: SslMode,
@@ -120,6 +122,7 @@ impl PoolDef {
             server_check_delay: s.server_check_delay,
             connect_query: db.connect_query.clone(),
             log_connections: s.log_connections,
+            log_disconnections: s.log_disconnections,
             gss_negotiate: config.gss_negotiate_for(db),
             gssencmode: config.gssencmode_for(db),
             sslmode: s.server_tls_sslmode,

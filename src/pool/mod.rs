@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
+use crate::auth::secret::Secret;
+use crate::protocol::pooler_errors::PoolerError;
 use crate::server::login::ScramKeys;
 use crate::server::params::ParamSet;
 
@@ -43,10 +45,14 @@ pub struct Pool {
     /// Idle servers, most recently used last (taken LIFO, as PgBouncer does by default).
     idle: Mutex<Vec<Pooled>>,
     welcome: Mutex<Option<Arc<ParamSet>>>,
-    login_failure: Mutex<Option<(Instant, String)>>,
+    /// When the last server login failed and what its clients were told.
+    login_failure: Mutex<Option<(Instant, PoolerError)>>,
     /// The last connect failed because the server was away (`login_retry.rs`).
     server_away: AtomicBool,
     scram_keys: Mutex<Option<ScramKeys>>,
+    /// The login user's secret as auth_query last returned it (users not in users.txt):
+    /// PgBouncer's dynamic credentials, which its server logins use too.
+    fetched_secret: Mutex<Option<Secret>>,
     next_address: AtomicUsize,
     /// Server connections that exist (idle, active, being reset or checked).
     pub server_count: Arc<AtomicUsize>,
@@ -90,6 +96,7 @@ impl Pool {
             login_failure: Mutex::new(None),
             server_away: AtomicBool::new(false),
             scram_keys: Mutex::new(None),
+            fetched_secret: Mutex::new(None),
             next_address: AtomicUsize::new(0),
             server_count: Arc::new(AtomicUsize::new(0)),
             client_count: AtomicUsize::new(0),
@@ -124,6 +131,19 @@ impl Pool {
 
     pub(crate) fn scram_keys(&self) -> Option<ScramKeys> {
         *lock(&self.scram_keys)
+    }
+
+    /// Remembers the secret auth_query returned for this pool's login user.
+    pub fn set_fetched_secret(&self, secret: Secret) {
+        *lock(&self.fetched_secret) = Some(secret);
+    }
+
+    /// The secret server logins use: the configured one, else the one auth_query fetched.
+    pub(crate) fn login_secret(&self) -> Option<Secret> {
+        self.def
+            .secret
+            .clone()
+            .or_else(|| lock(&self.fetched_secret).clone())
     }
 
     /// Whether checkouts must wait (PAUSE of the database or of everything).
@@ -210,15 +230,15 @@ impl Pool {
     }
 
     /// The login error of the last failed attempt, while `server_login_retry` has not passed.
-    fn recent_login_failure(&self) -> Option<String> {
+    fn recent_login_failure(&self) -> Option<(Instant, PoolerError)> {
         let f = lock(&self.login_failure);
         match &*f {
-            Some((at, msg)) if at.elapsed() < self.def.server_login_retry => Some(msg.clone()),
+            Some((at, e)) if at.elapsed() < self.def.server_login_retry => Some((*at, e.clone())),
             _ => None,
         }
     }
 
-    fn record_login_result(&self, failure: Option<String>) {
+    fn record_login_result(&self, failure: Option<PoolerError>) {
         *lock(&self.login_failure) = failure.map(|m| (Instant::now(), m));
     }
 

@@ -57,6 +57,32 @@ impl PoolRegistry {
         pool
     }
 
+    /// The pool `auth_query` runs in: database `db` logged in as `auth_user`, whatever
+    /// user the database forces (PgBouncer's `get_pool(auth_db, auth_user_credentials)`),
+    /// with `auth_user`'s users.txt secret. Without a forced user (or with `auth_user` as the
+    /// forced user) that is the ordinary pool of `auth_user`.
+    pub(crate) fn get_or_create_auth(
+        &self,
+        config: &Config,
+        db: &DatabaseDef,
+        auth_user: &str,
+    ) -> Arc<Pool> {
+        match db.user.as_deref() {
+            None => self.get_or_create(config, db, auth_user),
+            Some(forced) if forced == auth_user => self.get_or_create(config, db, auth_user),
+            Some(_) => {
+                // a reload re-resolves this pool as the forced user's and retires it; the
+                // next auth_query makes it again (rare: auth_user differing from user=)
+                let as_auth = DatabaseDef {
+                    user: Some(auth_user.to_string()),
+                    password: None,
+                    ..db.clone()
+                };
+                self.get_or_create(config, &as_auth, auth_user)
+            }
+        }
+    }
+
     /// The PAUSE/DISABLE switches of database `name`, created on first use.
     pub(crate) fn db_control(&self, name: &str) -> Arc<DbControl> {
         lock(&self.db_controls)

@@ -57,6 +57,38 @@ pub(crate) fn query(buf: &mut BytesMut, sql: &str) {
     finish(buf, at);
 }
 
+/// Parse + Bind + Describe(portal) + Execute + Sync of an unnamed statement with text
+/// parameters, as PgBouncer's `pktbuf_write_ExtQuery` sends auth_query.
+pub(crate) fn extended_query(buf: &mut BytesMut, sql: &str, params: &[&str]) {
+    let at = begin(buf, b'P');
+    put_cstr(buf, b"");
+    put_cstr(buf, sql.as_bytes());
+    buf.put_u16(0);
+    finish(buf, at);
+    let at = begin(buf, b'B');
+    put_cstr(buf, b"");
+    put_cstr(buf, b"");
+    buf.put_u16(0);
+    // invariant: the pooler binds one or two short values (a user name)
+    buf.put_u16(u16::try_from(params.len()).expect("invariant: few parameters"));
+    for p in params {
+        buf.put_i32(i32::try_from(p.len()).expect("invariant: short parameter"));
+        buf.put_slice(p.as_bytes());
+    }
+    buf.put_u16(0);
+    finish(buf, at);
+    let at = begin(buf, b'D');
+    buf.put_u8(b'P');
+    put_cstr(buf, b"");
+    finish(buf, at);
+    let at = begin(buf, b'E');
+    put_cstr(buf, b"");
+    buf.put_i32(0);
+    finish(buf, at);
+    let at = begin(buf, b'S');
+    finish(buf, at);
+}
+
 /// Terminate ('X').
 pub fn terminate(buf: &mut BytesMut) {
     let at = begin(buf, b'X');
@@ -141,6 +173,32 @@ mod tests {
     use super::*;
     use crate::protocol::startup::{StartupPacket, parse_startup};
     use postgres_protocol::message::frontend as pg;
+
+    #[test]
+    fn extended_query_matches_postgres_protocol() {
+        let mut ours = BytesMut::new();
+        extended_query(&mut ours, "SELECT $1", &["alice"]);
+        let mut theirs = BytesMut::new();
+        pg::parse("", "SELECT $1", [], &mut theirs).expect("parse");
+        pg::bind(
+            "",
+            "",
+            [],
+            ["alice"],
+            |v, buf| {
+                buf.put_slice(v.as_bytes());
+                Ok(postgres_protocol::IsNull::No)
+            },
+            [],
+            &mut theirs,
+        )
+        .map_err(|_| "bind")
+        .expect("bind");
+        pg::describe(b'P', "", &mut theirs).expect("describe");
+        pg::execute("", 0, &mut theirs).expect("execute");
+        pg::sync(&mut theirs);
+        assert_eq!(ours, theirs);
+    }
 
     /// PgBouncer's CVE-2026-6664: a SASLInitialResponse whose data length overflows the
     /// packet crashed it; here every such length is an error.

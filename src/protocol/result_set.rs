@@ -1,9 +1,11 @@
 //! Result sets the pooler answers itself (the admin console): RowDescription with PgBouncer's
-//! column types, DataRow in text format, CommandComplete. Sans-IO.
+//! column types, DataRow in text format, CommandComplete; and the two parsers the pooler needs
+//! for its own queries' results (auth_query): column counts and DataRow values. Sans-IO.
 
 use bytes::{BufMut, BytesMut};
 
-use super::message_codec::{begin, finish, put_cstr};
+use super::error::ProtocolError;
+use super::message_codec::{Cursor, begin, body_of, finish, put_cstr};
 
 /// Column types as PgBouncer's `pktbuf_write_RowDescription` codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,9 +85,51 @@ pub fn empty_query_response(buf: &mut BytesMut) {
     finish(buf, at);
 }
 
+/// RowDescription ('T'): the number of columns (the column details are not needed).
+pub fn parse_row_description_columns(msg: &[u8]) -> Result<u16, ProtocolError> {
+    let mut c = Cursor::new(body_of(msg, b'T')?, "RowDescription");
+    let hi = c.u8()?;
+    let lo = c.u8()?;
+    Ok(u16::from_be_bytes([hi, lo]))
+}
+
+/// DataRow ('D'): each column's bytes, `None` for SQL NULL.
+pub fn parse_data_row(msg: &[u8]) -> Result<Vec<Option<&[u8]>>, ProtocolError> {
+    let mut c = Cursor::new(body_of(msg, b'D')?, "DataRow");
+    let hi = c.u8()?;
+    let lo = c.u8()?;
+    let n = u16::from_be_bytes([hi, lo]);
+    let mut values = Vec::with_capacity(usize::from(n).min(64));
+    for _ in 0..n {
+        let len = c.i32()?;
+        values.push(match usize::try_from(len) {
+            Ok(len) => Some(c.bytes(len)?),
+            // -1 is NULL; other negative lengths are malformed
+            Err(_) if len == -1 => None,
+            Err(_) => return Err(ProtocolError::malformed("DataRow", "negative length")),
+        });
+    }
+    c.expect_end()?;
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parsers_read_what_the_builders_write() {
+        let mut buf = BytesMut::new();
+        row_description(&mut buf, &[("a", ColType::Text), ("b", ColType::Text)]);
+        assert_eq!(parse_row_description_columns(&buf).expect("parses"), 2);
+        let mut row = BytesMut::new();
+        data_row(&mut row, &[Some("x"), None]);
+        let values = parse_data_row(&row).expect("parses");
+        assert_eq!(values, vec![Some(&b"x"[..]), None]);
+        // a length past the end, and a negative length other than -1
+        assert!(parse_data_row(b"D\0\0\0\x0a\0\x01\0\0\0\x09").is_err());
+        assert!(parse_data_row(b"D\0\0\0\x0a\0\x01\xff\xff\xff\xfe").is_err());
+    }
 
     #[test]
     fn row_description_and_data_row_frame_correctly() {

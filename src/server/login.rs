@@ -73,7 +73,9 @@ pub enum AuthError {
         method: &'static str,
         secret_kind: &'static str,
     },
-    #[error("password is SCRAM secret but client authentication did not provide SCRAM keys")]
+    #[error(
+        "cannot do SCRAM authentication: password is SCRAM secret but client authentication did not provide SCRAM keys"
+    )]
     NoScramKeys,
     /// The blocking task computing the SCRAM proof panicked or was cancelled.
     #[error("SCRAM worker failed: {0}")]

@@ -1,7 +1,8 @@
 //! Upstream connections: address, connect (TCP or unix, TLS, GSS encryption), login, the
-//! tracked parameters, and the pooler's own queries (reset, check, sync).
+//! tracked parameters, and the pooler's own queries (reset, check, sync, auth_query).
 
 pub mod address;
+pub mod auth_query;
 pub mod cancel;
 pub mod conn;
 pub mod connect;
