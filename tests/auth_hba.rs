@@ -83,7 +83,9 @@ async fn peer_logins_follow_the_ident_map() {
         unix_login(&b, pg::TRUST_USER).await.expect("mapped user"),
         pg::TRUST_USER
     );
-    let f = unix_login(&b, pg::MD5_USER).await.expect_err("unmapped user");
+    let f = unix_login(&b, pg::MD5_USER)
+        .await
+        .expect_err("unmapped user");
     assert_eq!(f.message, "unix socket login rejected", "{f}");
     assert!(
         b.log().contains("ident map osmap cannot be matched"),

@@ -25,7 +25,7 @@ fn setup_roles(pg: &PgCluster) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         pg.psql_super(&format!(
-        "DO $$ BEGIN \
+            "DO $$ BEGIN \
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{AUTH_USER}') THEN \
              CREATE ROLE {AUTH_USER} SUPERUSER LOGIN PASSWORD '{AUTH_PASS}'; END IF; \
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'aq_expired') THEN \
@@ -71,7 +71,10 @@ async fn fetched_md5_and_scram_secrets_log_the_client_in_and_the_pool_upstream()
     let f = assert_login_fails(&b, "aq_nobody", "whatever", "app").await;
     assert_eq!(f.message, "no such user", "{f}");
     assert!(
-        b.wait_for_log("closing because: no such user (age=", Duration::from_secs(5)),
+        b.wait_for_log(
+            "closing because: no such user (age=",
+            Duration::from_secs(5)
+        ),
         "{}",
         b.log()
     );
@@ -117,8 +120,14 @@ async fn the_authentication_database_must_exist_be_enabled_and_not_be_the_consol
         "md5",
         &[],
         &[
-            format!("via_missing = {} auth_dbname=aq_nosuchdb", pg.connstr("testdb")),
-            format!("via_console = {} auth_dbname=pgbouncer", pg.connstr("testdb")),
+            format!(
+                "via_missing = {} auth_dbname=aq_nosuchdb",
+                pg.connstr("testdb")
+            ),
+            format!(
+                "via_console = {} auth_dbname=pgbouncer",
+                pg.connstr("testdb")
+            ),
             format!("via_app = {} auth_dbname=app", pg.connstr("testdb")),
         ],
     );
@@ -188,9 +197,10 @@ async fn the_admin_console_uses_the_global_auth_dbname() {
         .set("stats_users", pg::MD5_USER)
         .auth(AUTH_USER, AUTH_PASS)
         .start();
-    let (console, _task) =
-        connect_conninfo(&b.conninfo(pg::MD5_USER, pg::MD5_PASS, "pgbouncer"))
-            .await
-            .expect("stats user through auth_query");
-    admin_query(&console, "SHOW STATS").await.expect("SHOW STATS");
+    let (console, _task) = connect_conninfo(&b.conninfo(pg::MD5_USER, pg::MD5_PASS, "pgbouncer"))
+        .await
+        .expect("stats user through auth_query");
+    admin_query(&console, "SHOW STATS")
+        .await
+        .expect("SHOW STATS");
 }

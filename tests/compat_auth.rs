@@ -47,10 +47,12 @@ async fn a_scram_secret_without_client_keys_is_the_wrong_password_type() {
         .auth(pg::SCRAM_USER, &pg.stored_secret(pg::SCRAM_USER))
         .auth(pg::TRUST_USER, "")
         .start();
-    let f = assert_login_fails(&b, pg::TRUST_USER, "", "forced").await;
+    let f = assert_login_fails(&b, pg::TRUST_USER, "x", "forced").await;
     assert_eq!(f.message, "server login failed: wrong password type", "{f}");
     assert!(
-        b.log().contains("password is SCRAM secret but client authentication did not provide SCRAM keys"),
+        b.log().contains(
+            "password is SCRAM secret but client authentication did not provide SCRAM keys"
+        ),
         "{}",
         b.log()
     );
@@ -77,14 +79,14 @@ async fn clients_waiting_when_a_login_fails_get_the_servers_error() {
         .start();
     // the pool's only server is held by this client
     let (holder, holder_task) = b
-        .connect(pg::TRUST_USER, "", "one")
+        .connect(pg::TRUST_USER, "x", "one")
         .await
         .expect("first client");
     holder.simple_query("SELECT 1").await.expect("query");
     pg.psql_super(&format!("ALTER ROLE {ROLE} PASSWORD 'v2'"));
     let waiters: Vec<_> = (0..2)
         .map(|_| {
-            let conninfo = b.conninfo(pg::TRUST_USER, "", "one");
+            let conninfo = b.conninfo(pg::TRUST_USER, "x", "one");
             tokio::spawn(async move {
                 let (c, _t) = common::bouncer::connect_conninfo(&conninfo)
                     .await
@@ -104,7 +106,9 @@ async fn clients_waiting_when_a_login_fails_get_the_servers_error() {
         assert!(std::time::Instant::now() < deadline, "{}", b.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    admin_query(&admin, "RECONNECT one").await.expect("RECONNECT");
+    admin_query(&admin, "RECONNECT one")
+        .await
+        .expect("RECONNECT");
     drop(holder);
     let _ = holder_task.await;
     for w in waiters {
