@@ -55,7 +55,9 @@ pub async fn serve(
         let tls = app.client_tls.current();
         let negotiated = tokio::time::timeout_at(
             login_deadline(app.config().settings.client_login_timeout),
-            encryption::negotiate(stream, &mut rbuf, &tls),
+            // boxed like every login step: once per connection, and kept out of the task's
+            // size, which a client holds for as long as it stays connected
+            Box::pin(encryption::negotiate(stream, &mut rbuf, &tls)),
         )
         .await
         .unwrap_or(Negotiated::Failed(LOGIN_TIMEOUT));
@@ -98,7 +100,7 @@ async fn serve_inner(
     let config = app.config();
     let settings = &config.settings;
     let tracked = tracked_names(&settings.tracked_extra_parameters());
-    let Some(req) = first_request(app, stream, &mut rbuf, &tracked).await? else {
+    let Some(req) = Box::pin(first_request(app, stream, &mut rbuf, &tracked)).await? else {
         return Ok(());
     };
     let span = tracing::Span::current();
@@ -108,16 +110,17 @@ async fn serve_inner(
     negotiate_protocol(stream, &req).await?;
     if to_admin && req.user == "pgbouncer" && same_uid_over_unix(stream) {
         // PgBouncer's admin_pre_login: the process owner over the unix socket needs no password
-        return admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin).await;
+        let console = admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin);
+        return Box::pin(console).await;
     }
-    let authenticated = authenticate(&config, stream, &mut rbuf, &req).await?;
+    let authenticated = Box::pin(authenticate(&config, stream, &mut rbuf, &req)).await?;
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
     if to_admin {
         let Some(access) = access_for(settings, &req.user) else {
             return Err(ADMIN_NOT_ALLOWED);
         };
-        return admin_console(app, stream, rbuf, &req, id, access).await;
+        return Box::pin(admin_console(app, stream, rbuf, &req, id, access)).await;
     }
     let pool = pool_for(app, &config, stream, &req)?;
     if let Some(keys) = authenticated.scram_keys {
@@ -134,8 +137,12 @@ async fn serve_inner(
     }
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
-    let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
-    if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
+    // `req` and `tracked` move into the session; their storage here ends with the login
+    // (see `welcome_and_run` on why the task's future size matters)
+    let log_disconnections = settings.log_disconnections;
+    drop(config);
+    let result = welcome_and_run(app, pool, stream, rbuf, req, tracked, entry).await;
+    if let (true, Ok(reason)) = (log_disconnections, &result) {
         tracing::info!(
             duration_s = started.elapsed().as_secs_f64(),
             "closing because: {reason}"
