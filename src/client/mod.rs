@@ -33,7 +33,6 @@ use crate::protocol::pooler_errors::{
     no_such_database,
 };
 use crate::protocol::startup::PROTOCOL_3_0;
-use crate::server::params::tracked_names;
 use crate::shared::Shared;
 
 /// Serves one accepted connection to the end.
@@ -99,7 +98,7 @@ async fn serve_inner(
 ) -> Result<(), ClientError> {
     let config = app.config();
     let settings = &config.settings;
-    let tracked = tracked_names(&settings.tracked_extra_parameters());
+    let tracked = app.tracked_names(&settings.track_extra_parameters);
     let Some(req) = Box::pin(first_request(app, stream, &mut rbuf, &tracked)).await? else {
         return Ok(());
     };

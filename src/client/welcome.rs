@@ -42,7 +42,7 @@ pub(super) async fn welcome_and_run(
     stream: &mut ClientStream,
     rbuf: BytesMut,
     req: StartupRequest,
-    tracked: Vec<String>,
+    tracked: Arc<[String]>,
     entry: Arc<ClientEntry>,
 ) -> Result<String, ClientError> {
     // The welcome is boxed and its locals end with this block: the task's future is as large
@@ -68,7 +68,7 @@ async fn welcome<'a>(
     stream: &'a mut ClientStream,
     rbuf: BytesMut,
     req: StartupRequest,
-    tracked: Vec<String>,
+    tracked: Arc<[String]>,
     entry: Arc<ClientEntry>,
 ) -> Result<(Session<'a>, Option<ServerGuard>, CancelRegistration<'a>), ClientError> {
     // Until a pool has logged in once it has no parameters to show: log in now, and keep

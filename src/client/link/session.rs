@@ -113,7 +113,8 @@ pub struct Session<'a> {
     /// Client bytes already read (after the startup packet and login) and not yet relayed.
     pub rbuf: BytesMut,
     pub params: ParamSet,
-    pub tracked: Vec<String>,
+    /// The tracked parameter names, shared by every client of one configuration.
+    pub tracked: Arc<[String]>,
     pub cancel: Arc<CancelSlot>,
     pub limits: SessionLimits,
     /// Named prepared statements (transaction / statement pooling).
