@@ -4,7 +4,7 @@
 //! layers below take narrower handles (`&PoolRegistry`, `Upstream`, `JanitorHandle`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::auth::gss::GssRuntime;
 use crate::config::Config;
@@ -42,6 +42,9 @@ pub struct Shared {
     pub reload_lock: tokio::sync::Mutex<()>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
+    /// The tracked parameter names for `track_extra_parameters` (the setting's text), shared
+    /// by the clients logged in under it instead of a copy each.
+    tracked: Mutex<Option<(String, Arc<[String]>)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,7 @@ impl Shared {
             reload_lock: tokio::sync::Mutex::new(()),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
+            tracked: Mutex::new(None),
         }))
     }
 
@@ -108,6 +112,21 @@ impl Shared {
                     .unwrap_or_else(|p| p.into_inner())
                     .settings,
             ),
+        }
+    }
+
+    /// The tracked parameter names for this `track_extra_parameters` value, built once per
+    /// distinct value.
+    pub(crate) fn tracked_names(&self, track_extra_parameters: &str) -> Arc<[String]> {
+        let mut cached = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        match cached.as_ref() {
+            Some((setting, names)) if setting == track_extra_parameters => names.clone(),
+            _ => {
+                let extra = crate::config::values::comma_list(track_extra_parameters);
+                let names: Arc<[String]> = crate::server::params::tracked_names(&extra).into();
+                *cached = Some((track_extra_parameters.to_string(), names.clone()));
+                names
+            }
         }
     }
 

@@ -36,7 +36,6 @@ use crate::protocol::pooler_errors::{
     SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
 };
 use crate::protocol::startup::PROTOCOL_3_0;
-use crate::server::params::tracked_names;
 use crate::shared::Shared;
 
 /// Serves one accepted connection to the end.
@@ -59,7 +58,9 @@ pub async fn serve(
         let tls = app.client_tls.current();
         let negotiated = tokio::time::timeout_at(
             login_deadline(app.config().settings.client_login_timeout),
-            encryption::negotiate(stream, &mut rbuf, &tls),
+            // boxed like every login step: once per connection, and kept out of the task's
+            // size, which a client holds for as long as it stays connected
+            Box::pin(encryption::negotiate(stream, &mut rbuf, &tls)),
         )
         .await
         .unwrap_or(Negotiated::Failed(LOGIN_TIMEOUT));
@@ -106,8 +107,8 @@ async fn serve_inner(
 ) -> Result<(), ClientError> {
     let config = app.config();
     let settings = &config.settings;
-    let tracked = tracked_names(&settings.tracked_extra_parameters());
-    let Some(req) = first_request(app, stream, &mut rbuf, &tracked).await? else {
+    let tracked = app.tracked_names(&settings.track_extra_parameters);
+    let Some(req) = Box::pin(first_request(app, stream, &mut rbuf, &tracked)).await? else {
         return Ok(());
     };
     let span = tracing::Span::current();
@@ -117,7 +118,8 @@ async fn serve_inner(
     negotiate_protocol(stream, &req).await?;
     if to_admin && req.user == "pgbouncer" && same_uid_over_unix(stream) {
         // PgBouncer's admin_pre_login: the process owner over the unix socket needs no password
-        return admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin).await;
+        let console = admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin);
+        return Box::pin(console).await;
     }
     let db = config.database_for(&req.database);
     let target = match (&db, to_admin) {
@@ -125,14 +127,15 @@ async fn serve_inner(
         (Some(db), false) => Target::Database(db),
         (None, false) => Target::Unknown,
     };
-    let authenticated = authenticate(app, &config, stream, &mut rbuf, &req, target).await?;
+    let authenticated =
+        Box::pin(authenticate(app, &config, stream, &mut rbuf, &req, target)).await?;
     // As PgBouncer's finish_client_login: the database is checked after authentication, so
     // probing database names needs a valid password.
     if to_admin {
         let Some(access) = access_for(settings, &req.user) else {
             return Err(ADMIN_NOT_ALLOWED);
         };
-        return admin_console(app, stream, rbuf, &req, id, access).await;
+        return Box::pin(admin_console(app, stream, rbuf, &req, id, access)).await;
     }
     let Some(db) = db else {
         return Err(no_such_database(&req.database));
@@ -156,8 +159,12 @@ async fn serve_inner(
     }
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
-    let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
-    if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
+    // `req` and `tracked` move into the session; their storage here ends with the login
+    // (see `welcome_and_run` on why the task's future size matters)
+    let log_disconnections = settings.log_disconnections;
+    drop(config);
+    let result = welcome_and_run(app, pool, stream, rbuf, req, tracked, entry).await;
+    if let (true, Ok(reason)) = (log_disconnections, &result) {
         log_closing(reason, started);
     }
     result.map(|_| ())

@@ -11,6 +11,7 @@ use crate::client::error::ClientError;
 use crate::client::link::session::{Session, SessionLimits, checkout_error};
 use crate::client::startup::StartupRequest;
 use crate::net::stream::ClientStream;
+use crate::pool::cancel::CancelRegistration;
 use crate::pool::clients::ClientEntry;
 use crate::pool::{Pool, ServerGuard};
 use crate::protocol::backend;
@@ -41,9 +42,35 @@ pub(super) async fn welcome_and_run(
     stream: &mut ClientStream,
     rbuf: BytesMut,
     req: StartupRequest,
-    tracked: Vec<String>,
+    tracked: Arc<[String]>,
     entry: Arc<ClientEntry>,
 ) -> Result<String, ClientError> {
+    // The welcome is boxed and its locals end with this block: the task's future is as large
+    // as its largest state, and what the session loop does not need would otherwise stay in
+    // it (and in every connected client's memory) for the whole connection.
+    let (run, _cancel_key) = {
+        let welcomed = welcome(app, pool, stream, rbuf, req, tracked, entry.clone());
+        let (session, linked, registration) = Box::pin(welcomed).await?;
+        (session.run(linked), registration)
+    };
+    // KILL / KILL_CLIENT: dropping the session drops its server guard, closing the server
+    tokio::select! {
+        reason = run => Ok(reason),
+        reason = entry.killed() => Err(reason),
+    }
+}
+
+/// The welcome proper; returns the session, the server it logged in with (if the pool had
+/// none yet) and the client's cancel key registration, held until the client leaves.
+async fn welcome<'a>(
+    app: &'a Arc<Shared>,
+    pool: Arc<Pool>,
+    stream: &'a mut ClientStream,
+    rbuf: BytesMut,
+    req: StartupRequest,
+    tracked: Arc<[String]>,
+    entry: Arc<ClientEntry>,
+) -> Result<(Session<'a>, Option<ServerGuard>, CancelRegistration<'a>), ClientError> {
     // Until a pool has logged in once it has no parameters to show: log in now, and keep
     // that server for this client (as PgBouncer does, login errors surface at client login).
     let mut linked: Option<ServerGuard> = None;
@@ -53,7 +80,7 @@ pub(super) async fn welcome_and_run(
             entry.start_waiting();
             let upstream = app.upstream();
             let checkout = tokio::select! {
-                r = pool.checkout(&upstream) => r,
+                r = Box::pin(pool.checkout(&upstream)) => r,
                 reason = entry.killed() => return Err(reason),
             };
             let mut guard = checkout.map_err(checkout_error)?;
@@ -83,6 +110,7 @@ pub(super) async fn welcome_and_run(
         }
         client_params.set(name, value);
     }
+    client_params.shrink_to_fit();
     finish_welcome(stream, out, registration.key).await?;
     let session = Session {
         app,
@@ -94,11 +122,7 @@ pub(super) async fn welcome_and_run(
         cancel: registration.slot.clone(),
         limits: SessionLimits::resolve(&app.config(), &req.user),
         statements: Default::default(),
-        entry: entry.clone(),
+        entry,
     };
-    // KILL / KILL_CLIENT: dropping the session drops its server guard, closing the server
-    tokio::select! {
-        reason = session.run(linked) => Ok(reason),
-        reason = entry.killed() => Err(reason),
-    }
+    Ok((session, linked, registration))
 }

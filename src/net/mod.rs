@@ -8,6 +8,7 @@ pub mod client_tls;
 pub mod gssenc;
 pub mod listener;
 pub mod read_message;
+pub mod read_pool;
 pub mod relay;
 pub mod server_tls;
 pub mod sockopt;

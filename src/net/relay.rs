@@ -160,6 +160,25 @@ impl Pump {
         self
     }
 
+    /// Takes an output queue kept from a previous link (empty; for its capacity), so a link
+    /// allocates no queue of its own.
+    pub(crate) fn with_out_queue(mut self, queue: VecDeque<Bytes>) -> Pump {
+        if queue.is_empty() {
+            self.out = queue;
+        }
+        self
+    }
+
+    /// Hands back the output queue once it is empty (for the next link); an empty new one
+    /// otherwise.
+    pub(crate) fn take_out_queue(&mut self) -> VecDeque<Bytes> {
+        if self.out.is_empty() {
+            std::mem::take(&mut self.out)
+        } else {
+            VecDeque::new()
+        }
+    }
+
     /// True when nothing is buffered in either the input or the output of this direction.
     pub(crate) fn is_idle(&self) -> bool {
         self.rbuf.is_empty() && self.out.is_empty() && self.streaming_left == 0

@@ -59,6 +59,39 @@ impl ClientStream {
         }
     }
 
+    /// Waits for the client's next bytes and reads them into `rbuf`, which must be empty. A
+    /// plain socket is waited on without a buffer (`rbuf`'s memory goes back to the
+    /// [`read_pool`](crate::net::read_pool) first, and a pooled buffer is taken only once data
+    /// is there), so an idle client holds no read buffer. TLS may hold decrypted bytes the
+    /// socket no longer shows, so it reads into a buffer held while waiting. Ok(0) is EOF.
+    pub async fn read_when_ready(&mut self, rbuf: &mut bytes::BytesMut) -> io::Result<usize> {
+        debug_assert!(rbuf.is_empty());
+        crate::net::read_pool::give(std::mem::take(rbuf));
+        loop {
+            match self {
+                ClientStream::Tcp(s) => s.readable().await?,
+                ClientStream::Unix(s) => s.readable().await?,
+                ClientStream::Tls(s) => {
+                    *rbuf = crate::net::read_pool::take();
+                    return tokio::io::AsyncReadExt::read_buf(s, rbuf).await;
+                }
+            }
+            let mut buf = crate::net::read_pool::take();
+            let read = match self {
+                ClientStream::Tcp(s) => s.try_read_buf(&mut buf),
+                ClientStream::Unix(s) => s.try_read_buf(&mut buf),
+                ClientStream::Tls(_) => Err(io::ErrorKind::WouldBlock.into()),
+            };
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::net::read_pool::give(buf),
+                other => {
+                    *rbuf = buf;
+                    return other;
+                }
+            }
+        }
+    }
+
     /// The CN of the client certificate, if the client sent one over TLS.
     pub fn peer_common_name(&self) -> Option<String> {
         match self {

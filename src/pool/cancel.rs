@@ -63,13 +63,13 @@ pub(crate) type ClientKey = (i32, [u8; 4]);
 /// land, as PgBouncer keeps it `being_canceled`).
 #[derive(Default)]
 pub struct CancelSlot {
-    target: Mutex<Option<(CancelTarget, Option<CancelShow>)>>,
+    target: Mutex<Option<(Arc<CancelTarget>, Option<CancelShow>)>>,
     in_flight: AtomicUsize,
     settled: Notify,
 }
 
 impl CancelSlot {
-    pub(crate) fn link(&self, target: CancelTarget, show: Option<CancelShow>) {
+    pub(crate) fn link(&self, target: Arc<CancelTarget>, show: Option<CancelShow>) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some((target, show));
     }
 
@@ -77,6 +77,9 @@ impl CancelSlot {
     /// already sent.
     pub(crate) async fn unlink(&self, wait: Duration) {
         *self.target.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            return; // the usual case, without a clock read for the deadline
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let settled = self.settled.notified();
@@ -91,7 +94,7 @@ impl CancelSlot {
     }
 
     /// The current target, counted as in flight until [`CancelSlot::finish_cancel`].
-    fn begin_cancel(&self) -> Option<(CancelTarget, Option<CancelShow>)> {
+    fn begin_cancel(&self) -> Option<(Arc<CancelTarget>, Option<CancelShow>)> {
         let target = self.target.lock().unwrap_or_else(|p| p.into_inner());
         let t = target.clone()?;
         self.in_flight.fetch_add(1, Ordering::AcqRel);

@@ -115,7 +115,8 @@ impl ServerGuard {
             tokio::spawn(async move { crate::server::cancel::send_cancel(&target, timeout).await });
             return;
         }
-        if expired(&conn, def.server_lifetime) {
+        let mut now = Instant::now();
+        if expired(&conn, def.server_lifetime, now) {
             return;
         }
         // RECONNECT / reload / PAUSE: servers close when released
@@ -125,29 +126,29 @@ impl ServerGuard {
         self.pool.servers.transition(&entry, ServerState::Tested);
         let reset = def.pool_mode == PoolMode::Session || def.server_reset_query_always;
         if reset && !def.server_reset_query.trim().is_empty() {
-            if let Err(e) = run_simple(
+            let reset = Box::pin(run_simple(
                 &mut conn,
                 &def.server_reset_query,
                 def.server_connect_timeout,
-            )
-            .await
-            {
+            ));
+            if let Err(e) = reset.await {
                 tracing::info!(server = conn.id, error = %e, "server reset failed, closing");
                 return;
             }
             // DISCARD ALL (or whatever the reset does) may have dropped the statements the
             // pooler prepared; forgetting them only costs a re-Parse
             conn.prepared.clear();
+            now = Instant::now();
         }
-        conn.last_used = Instant::now();
+        conn.last_used = now;
         self.pool.servers.transition(&entry, ServerState::Idle);
         // push before the slot permit drops, so the next waiter finds it
         self.pool.push_idle(conn);
     }
 }
 
-fn expired(conn: &ServerConn, lifetime: Duration) -> bool {
-    !lifetime.is_zero() && conn.created.elapsed() >= lifetime
+fn expired(conn: &ServerConn, lifetime: Duration, now: Instant) -> bool {
+    !lifetime.is_zero() && now.saturating_duration_since(conn.created) >= lifetime
 }
 
 impl Pool {
@@ -157,19 +158,24 @@ impl Pool {
         up: &Upstream<'_>,
     ) -> Result<ServerGuard, CheckoutError> {
         let started = Instant::now();
-        let guard = self.checkout_inner(up).await?;
+        let (guard, now) = self.checkout_inner(up, started).await?;
         self.stats.record_assignment();
-        self.stats.record_wait(started.elapsed());
+        self.stats.record_wait(now.duration_since(started));
         Ok(guard)
     }
 
+    /// The checkout proper; also returns when it ended (one clock read serves the idle
+    /// server's age checks and the wait statistics).
     async fn checkout_inner(
         self: &Arc<Self>,
         up: &Upstream<'_>,
-    ) -> Result<ServerGuard, CheckoutError> {
+        mut started: Instant,
+    ) -> Result<(ServerGuard, Instant), CheckoutError> {
         // PAUSE: new work waits (without query_wait_timeout) until RESUME
-        self.wait_resumed().await;
-        let started = Instant::now();
+        if self.is_paused() {
+            Box::pin(self.wait_resumed()).await;
+            started = Instant::now();
+        }
         let slot = self.acquire_slot().await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
@@ -180,50 +186,55 @@ impl Pool {
                     continue;
                 }
                 let entry = conn.entry().clone();
-                if expired(&conn, self.def.server_lifetime) || entry.close_needed() {
+                let now = Instant::now();
+                if expired(&conn, self.def.server_lifetime, now) || entry.close_needed() {
                     continue;
                 }
                 // `<empty>` (the default) is an empty Query message, not that text
                 let check = ServerCheck::parse(&self.def.server_check_query).sql();
                 if let (Some(sql), true) = (
                     check,
-                    conn.last_used.elapsed() >= self.def.server_check_delay,
+                    now.saturating_duration_since(conn.last_used) >= self.def.server_check_delay,
                 ) {
                     self.servers.transition(&entry, ServerState::Tested);
-                    if let Err(e) =
-                        run_simple(&mut conn, sql, self.def.server_connect_timeout).await
-                    {
+                    // boxed, here and for the other rare paths below: the client task's future
+                    // is as large as its largest state, and every connected client holds it
+                    let checked =
+                        Box::pin(run_simple(&mut conn, sql, self.def.server_connect_timeout));
+                    if let Err(e) = checked.await {
                         tracing::info!(server = conn.id, error = %e, "server check failed, closing");
                         continue;
                     }
                     conn.last_used = Instant::now();
                 }
                 self.servers.transition(&entry, ServerState::Active);
-                return Ok(ServerGuard {
+                let guard = ServerGuard {
                     pool: self.clone(),
                     conn: Some(conn),
                     _slot: slot,
-                });
+                };
+                return Ok((guard, now));
             }
-            let conn = match self.open_server(up, started).await {
+            let conn = match Box::pin(self.open_server(up, started)).await {
                 Ok(Some(conn)) => conn,
                 Ok(None) => continue,
                 Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
                     if self.is_server_away() =>
                 {
                     // stay queued and try again, as PgBouncer does
-                    if !self.wait_login_retry(started).await {
+                    if !Box::pin(self.wait_login_retry(started)).await {
                         return Err(e);
                     }
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            return Ok(ServerGuard {
+            let guard = ServerGuard {
                 pool: self.clone(),
                 conn: Some(conn),
                 _slot: slot,
-            });
+            };
+            return Ok((guard, Instant::now()));
         }
     }
 

@@ -113,26 +113,39 @@ impl ClientEntry {
             .unwrap_or(ClientState::WaitingCancelReq)
     }
 
-    /// Moves the client to `to`, keeping its pool's counts right.
+    /// Moves the client to `to`, keeping its pool's counts right. The clock is read only
+    /// when waiting starts (the other states keep no time of their own).
     pub(crate) fn set_state(&self, to: ClientState) {
+        let now = if to == ClientState::Waiting {
+            now_us(SystemTime::now())
+        } else {
+            0
+        };
+        self.set_state_at(to, now);
+    }
+
+    /// [`ClientEntry::set_state`] at `now_us` (read only for `Waiting`).
+    fn set_state_at(&self, to: ClientState, now_us: u64) {
         let slot = self.pool_slot();
         let from = self.state.swap(to as u8, Ordering::Relaxed);
         if let Some(pool) = slot.as_ref() {
             pool.client_states.moved(from as usize, to as usize);
         }
         drop(slot);
-        let now = now_us(SystemTime::now());
-        match to {
-            ClientState::Waiting => self.wait_start_us.store(now, Ordering::Relaxed),
-            _ => self.wait_start_us.store(0, Ordering::Relaxed),
-        }
+        let wait_start = if to == ClientState::Waiting {
+            now_us
+        } else {
+            0
+        };
+        self.wait_start_us.store(wait_start, Ordering::Relaxed);
     }
 
-    /// The session loop: the client asked for a server (waiting starts).
+    /// The session loop: the client asked for a server (waiting starts). One clock read
+    /// serves both stamps (they are the same moment).
     pub(crate) fn start_waiting(&self) {
-        self.request_time_us
-            .store(now_us(SystemTime::now()), Ordering::Relaxed);
-        self.set_state(ClientState::Waiting);
+        let now = now_us(SystemTime::now());
+        self.request_time_us.store(now, Ordering::Relaxed);
+        self.set_state_at(ClientState::Waiting, now);
     }
 
     /// The session loop: a server is linked.

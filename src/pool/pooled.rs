@@ -12,7 +12,12 @@ use crate::pool::{ServerEntry, ServerSet};
 use crate::server::conn::ServerConn;
 
 /// A logged-in server connection that belongs to a pool (idle in it or lent to a client).
-pub struct Pooled {
+/// Boxed once when the server logs in: it moves between the idle list, a client's guard and
+/// its futures at every checkout and release, which then move a pointer, and the client task
+/// (whose future holds it while linked) stays small.
+pub struct Pooled(Box<PooledConn>);
+
+struct PooledConn {
     conn: ServerConn,
     /// Held for the connection's lifetime: `max_db_connections` / `max_user_connections`.
     _limit_permits: Vec<OwnedSemaphorePermit>,
@@ -44,7 +49,7 @@ impl Pooled {
     ) -> Pooled {
         count.fetch_add(1, Ordering::Relaxed);
         servers.insert(entry.clone());
-        Pooled {
+        Pooled(Box::new(PooledConn {
             conn,
             _limit_permits: limit_permits,
             tally: Tally {
@@ -52,12 +57,12 @@ impl Pooled {
                 servers,
                 entry,
             },
-        }
+        }))
     }
 
     /// This connection's SHOW SERVERS entry.
     pub(crate) fn entry(&self) -> &Arc<ServerEntry> {
-        &self.tally.entry
+        &self.0.tally.entry
     }
 }
 
@@ -66,12 +71,12 @@ impl Pooled {
 impl Deref for Pooled {
     type Target = ServerConn;
     fn deref(&self) -> &ServerConn {
-        &self.conn
+        &self.0.conn
     }
 }
 
 impl DerefMut for Pooled {
     fn deref_mut(&mut self) -> &mut ServerConn {
-        &mut self.conn
+        &mut self.0.conn
     }
 }

@@ -7,7 +7,9 @@ use std::time::Instant;
 use crate::net::stream::ServerStream;
 use crate::server::address::ServerAddress;
 use crate::server::params::ParamSet;
-use bytes::BytesMut;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -27,11 +29,15 @@ pub struct ServerConn {
     pub rbuf: BytesMut,
     /// The values the server reported with ParameterStatus, kept current while linked.
     pub params: ParamSet,
-    pub cancel: CancelTarget,
+    /// Shared, so a client linked to this server holds it without a copy at every link.
+    pub cancel: std::sync::Arc<CancelTarget>,
     /// Statements the pooler prepared on this connection (transaction / statement pooling).
     pub prepared: crate::server::statements::ServerStatements,
     pub created: Instant,
     pub last_used: Instant,
+    /// The relay's output queues (to the server, to the client), empty between links and
+    /// kept here for their capacity: the pool's few servers hold them, not every client.
+    pub relay_queues: [VecDeque<Bytes>; 2],
 }
 
 impl ServerConn {
@@ -47,10 +53,11 @@ impl ServerConn {
             stream,
             rbuf,
             params,
-            cancel,
+            cancel: std::sync::Arc::new(cancel),
             prepared: Default::default(),
             created: now,
             last_used: now,
+            relay_queues: Default::default(),
         }
     }
 }

@@ -24,9 +24,16 @@ impl ParamSet {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        // the same spelling first (the usual case: names come from the server): a length
+        // check and a memcmp per entry, where the case-insensitive compare is a byte loop
         self.entries
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find(|(k, _)| k == name)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            })
             .map(|(_, v)| v.as_str())
     }
 
@@ -48,6 +55,11 @@ impl ParamSet {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Frees unused room (a client's set is kept for as long as it stays connected).
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,7 +89,7 @@ pub(crate) fn sync_query(client: &ParamSet, server: &ParamSet) -> Option<String>
     let mut sql = String::new();
     for (name, value) in client.iter() {
         let differs = match server.get(name) {
-            Some(current) => !current.eq_ignore_ascii_case(value),
+            Some(current) => current != value && !current.eq_ignore_ascii_case(value),
             None => true,
         };
         if differs {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::link::local::{LocalContext, answer_unlinked};
@@ -113,7 +113,8 @@ pub struct Session<'a> {
     /// Client bytes already read (after the startup packet and login) and not yet relayed.
     pub rbuf: BytesMut,
     pub params: ParamSet,
-    pub tracked: Vec<String>,
+    /// The tracked parameter names, shared by every client of one configuration.
+    pub tracked: Arc<[String]>,
     pub cancel: Arc<CancelSlot>,
     pub limits: SessionLimits,
     /// Named prepared statements (transaction / statement pooling).
@@ -294,8 +295,8 @@ impl Session<'_> {
     async fn wait_for_request(&mut self) -> Idle {
         let limit = self.limits.client_idle_timeout;
         while self.rbuf.is_empty() {
-            self.rbuf.reserve(4096);
-            let read = self.stream.read_buf(&mut self.rbuf);
+            // no read buffer while idle: one is lent once the request is there
+            let read = self.stream.read_when_ready(&mut self.rbuf);
             let n = if limit.is_zero() {
                 read.await
             } else {
@@ -322,7 +323,8 @@ impl Session<'_> {
         let timeout = self.pool.def.server_connect_timeout;
         let conn = guard.conn();
         if let Some(sql) = sync_query(&self.params, &conn.params) {
-            if let Err(e) = run_simple(conn, &sql, timeout).await {
+            // boxed: rare, and kept out of the size of every client's task
+            if let Err(e) = Box::pin(run_simple(conn, &sql, timeout)).await {
                 tracing::warn!(error = %e, "parameter sync failed");
                 return Err(INVALID_SERVER_PARAMETER);
             }
@@ -344,10 +346,13 @@ impl Session<'_> {
         let stats = &self.pool.stats;
         let server_entry = guard.server_entry();
         let conn = guard.conn();
+        let [to_server, to_client] = std::mem::take(&mut conn.relay_queues);
         let mut c2s = Pump::new(Dir::ToServer, limits.max_packet_size)
-            .with_pending(std::mem::take(&mut self.rbuf));
+            .with_pending(std::mem::take(&mut self.rbuf))
+            .with_out_queue(to_server);
         let mut s2c = Pump::new(Dir::ToClient, limits.max_packet_size)
-            .with_pending(std::mem::take(&mut conn.rbuf));
+            .with_pending(std::mem::take(&mut conn.rbuf))
+            .with_out_queue(to_client);
         let prepared =
             (mode != PoolMode::Session && limits.max_prepared_statements > 0).then(|| {
                 PreparedLink {
@@ -368,26 +373,38 @@ impl Session<'_> {
         // PgBouncer's janitor closes idle close_needed session servers (server_fast_close)
         let fast_close = limits.server_fast_close && mode == PoolMode::Session;
         let timers = limits.linked_timeouts_enabled() || fast_close;
-        let outcome = loop {
-            let check = limits.next_check(&w.timing, Instant::now());
-            tokio::select! {
-                end = relay(&mut *self.stream, &mut conn.stream, &mut c2s, &mut s2c, &mut w) => {
-                    break Ok(end);
-                }
-                // Dropping the relay future loses nothing: its state lives in the pumps and
-                // the watcher, and the next call picks up where it stopped.
-                _ = tokio::time::sleep_until(check.into()), if timers => {
-                    if let Some(e) = limits.expired(&w.timing, Instant::now()) {
-                        break Err(e);
+        let outcome = if !timers {
+            // the usual case: no timer to arm or clock to read at every wake-up
+            Ok(relay(
+                &mut *self.stream,
+                &mut conn.stream,
+                &mut c2s,
+                &mut s2c,
+                &mut w,
+            )
+            .await)
+        } else {
+            loop {
+                let check = limits.next_check(&w.timing, Instant::now());
+                tokio::select! {
+                    end = relay(&mut *self.stream, &mut conn.stream, &mut c2s, &mut s2c, &mut w) => {
+                        break Ok(end);
                     }
-                    let close_needed = server_entry.as_ref().is_some_and(|e| e.close_needed());
-                    if fast_close
-                        && close_needed
-                        && w.is_idle()
-                        && c2s.is_idle()
-                        && s2c.is_idle()
-                    {
-                        break Err(DATABASE_CONFIG_CHANGED);
+                    // Dropping the relay future loses nothing: its state lives in the pumps and
+                    // the watcher, and the next call picks up where it stopped.
+                    _ = tokio::time::sleep_until(check.into()), if timers => {
+                        if let Some(e) = limits.expired(&w.timing, Instant::now()) {
+                            break Err(e);
+                        }
+                        let close_needed = server_entry.as_ref().is_some_and(|e| e.close_needed());
+                        if fast_close
+                            && close_needed
+                            && w.is_idle()
+                            && c2s.is_idle()
+                            && s2c.is_idle()
+                        {
+                            break Err(DATABASE_CONFIG_CHANGED);
+                        }
                     }
                 }
             }
@@ -403,6 +420,7 @@ impl Session<'_> {
             // what the client already sent of its next request waits for the next link
             self.rbuf = c2s.take_unread();
             conn.rbuf = s2c.take_unread();
+            conn.relay_queues = [c2s.take_out_queue(), s2c.take_out_queue()];
         }
         end
     }
