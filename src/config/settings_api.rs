@@ -20,7 +20,6 @@ pub const NOT_YET_IMPLEMENTED: &[&str] = &[
     "login_notify_message",
     "pool_idle_timeout",
     "resolv_conf",
-    "tcp_defer_accept",
 ];
 
 /// One SHOW CONFIG row (`key`, `value`, `default`, `changeable`). `None` is SQL NULL.

@@ -124,7 +124,10 @@ async fn bind_one(settings: &Settings, addr: (&str, u16)) -> std::io::Result<Tcp
         }
         let backlog = u32::try_from(settings.listen_backlog.max(1)).unwrap_or(128);
         match socket.bind(a).and_then(|()| socket.listen(backlog)) {
-            Ok(l) => return Ok(l),
+            Ok(l) => {
+                crate::net::defer_accept::apply(&l, settings.tcp_defer_accept);
+                return Ok(l);
+            }
             Err(e) => last = Some(e),
         }
     }
@@ -190,5 +193,31 @@ impl Listeners {
         if let Some(p) = socket_path {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn bound(defer: bool) -> Listeners {
+        let settings = Settings {
+            listen_addr: "127.0.0.1".into(),
+            listen_port: 0,
+            unix_socket_dir: String::new(),
+            tcp_defer_accept: defer,
+            ..Settings::default()
+        };
+        bind(&settings).await.expect("loopback listener")
+    }
+
+    #[tokio::test]
+    #[cfg(target_os = "linux")]
+    async fn tcp_defer_accept_follows_the_setting() {
+        let on = bound(true).await;
+        let seconds = crate::net::defer_accept::current(&on.tcp[0]);
+        assert!(seconds.is_some_and(|s| s >= crate::net::defer_accept::DEFER_SECONDS));
+        let off = bound(false).await;
+        assert_eq!(crate::net::defer_accept::current(&off.tcp[0]), Some(0));
     }
 }

@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), warn(clippy::indexing_slicing))]
 
 pub mod client_tls;
+pub mod defer_accept;
 pub mod gssenc;
 pub mod listener;
 pub mod read_message;
