@@ -134,7 +134,11 @@ async fn serve_inner(
     }
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
-    let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
+    let result = if req.replication.is_replication() {
+        link::replication::welcome_and_run(app, pool.clone(), stream, rbuf, req, entry).await
+    } else {
+        welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await
+    };
     if let (true, Ok(reason)) = (settings.log_disconnections, &result) {
         tracing::info!(
             duration_s = started.elapsed().as_secs_f64(),

@@ -68,6 +68,14 @@ impl Drop for LoginInFlight<'_> {
 }
 
 impl ServerGuard {
+    pub(super) fn new(pool: Arc<Pool>, conn: Pooled, slot: OwnedSemaphorePermit) -> ServerGuard {
+        ServerGuard {
+            pool,
+            conn: Some(conn),
+            _slot: slot,
+        }
+    }
+
     pub fn conn(&mut self) -> &mut ServerConn {
         // invariant: conn is Some from checkout until release/drop consumes the guard
         self.conn
@@ -205,7 +213,7 @@ impl Pool {
                     _slot: slot,
                 });
             }
-            let conn = match self.open_server(up).await {
+            let conn = match self.open_server(up, None).await {
                 Ok(Some(conn)) => conn,
                 Ok(None) => continue,
                 Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
@@ -227,7 +235,7 @@ impl Pool {
         }
     }
 
-    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, CheckoutError> {
+    pub(super) async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, CheckoutError> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Ok(p);
         }
@@ -251,11 +259,14 @@ impl Pool {
 
     /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits;
     /// None when, while waiting at a limit, a server of this pool came back idle.
-    async fn open_server(
+    /// `replication` is a walsender's whole set of extra startup parameters
+    /// (`pool/replication.rs`): its login failure concerns only its own client.
+    pub(super) async fn open_server(
         self: &Arc<Self>,
         up: &Upstream<'_>,
+        replication: Option<&[(String, String)]>,
     ) -> Result<Option<Pooled>, CheckoutError> {
-        if let Some(cached) = self.recent_login_failure() {
+        if let (Some(cached), None) = (self.recent_login_failure(), replication) {
             return Err(CheckoutError::LoginRetry(cached));
         }
         let mut permits = Vec::new();
@@ -285,7 +296,7 @@ impl Pool {
             address,
             user: &self.def.login_user,
             database: &self.def.dbname,
-            extra_params: &self.def.extra_params,
+            extra_params: replication.unwrap_or(&self.def.extra_params),
             secret: self.def.secret.as_ref(),
             scram_keys,
             gss_negotiate: self.def.gss_negotiate,
@@ -315,7 +326,10 @@ impl Pool {
                 self.servers.transition(&entry, ServerState::Active);
                 self.record_login_result(None);
                 self.set_server_away(false);
-                self.set_welcome_once(&conn.params);
+                if replication.is_none() {
+                    // a walsender reports its client's own settings
+                    self.set_welcome_once(&conn.params);
+                }
                 // PgBouncer logs this only with log_connections; -v still shows it
                 if self.def.log_connections {
                     tracing::info!(
@@ -335,6 +349,7 @@ impl Pool {
                 }
                 Ok(Some(conn))
             }
+            Err(e) if replication.is_some() => Err(super::replication::login_failed(&e, started)),
             Err(e) => {
                 let for_client = client_facing(&e);
                 let msg = for_client.message.to_string();
@@ -364,7 +379,7 @@ impl Pool {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 return;
             };
-            match self.open_server(up).await {
+            match self.open_server(up, None).await {
                 Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     self.servers.transition(conn.entry(), ServerState::Idle);

@@ -102,7 +102,7 @@ async fn connect_inner(spec: &ConnectSpec<'_>) -> Result<Connected, ConnectError
 
 async fn open_socket(spec: &ConnectSpec<'_>) -> Result<RawSocket, ConnectError> {
     spec.address
-        .connect(spec.connect_timeout)
+        .connect_with_buffers(spec.connect_timeout, spec.tcp.socket_buffer)
         .await
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::TimedOut {
