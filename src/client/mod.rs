@@ -260,7 +260,14 @@ fn pool_for(
             req.user
         );
     }
-    Ok(app.pools.get_or_create(config, &db, &req.user))
+    // PgBouncer's register_auto_database line, once per name taken from the `*` entry
+    let auto =
+        !config.databases.contains_key(&db.name) && app.pools.pools_of_db(&db.name).is_empty();
+    let pool = app.pools.get_or_create(config, &db, &req.user);
+    if auto {
+        tracing::info!("registered new auto-database: {}", db.name);
+    }
+    Ok(pool)
 }
 
 /// `auth_type = cert`: a TLS client certificate (already verified against
