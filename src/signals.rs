@@ -35,6 +35,11 @@ pub async fn handle(app: Arc<Shared>) -> std::io::Result<()> {
                 continue;
             }
             _ = usr2.recv() => {
+                if app.shutdown.is_stopping() {
+                    // PgBouncer's handle_sigusr2: a shutdown is not resumed
+                    tracing::info!("got SIGUSR2 while shutting down, ignoring");
+                    continue;
+                }
                 tracing::info!("got SIGUSR2, continuing");
                 resume_all(&app);
                 continue;

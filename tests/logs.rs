@@ -212,3 +212,42 @@ async fn syslog_settings_are_accepted() {
         assert!(b.log().contains("syslog is unreachable"), "{}", b.log());
     }
 }
+
+/// PgBouncer's `register_auto_database` line, once, for a database taken from `*`.
+#[tokio::test]
+async fn auto_database_registration_is_logged() {
+    let pg = PgCluster::shared();
+    let b = BouncerConfig::new()
+        .database(format!("* = host=127.0.0.1 port={}", pg.port()))
+        .auth(pg::TRUST_USER, pg::TRUST_PASS)
+        .start();
+    for _ in 0..2 {
+        query_one(&b, pg::TRUST_USER, pg::TRUST_PASS, "testdb", "SELECT 1")
+            .await
+            .unwrap();
+    }
+    let line = "registered new auto-database: testdb";
+    assert_eq!(b.log().matches(line).count(), 1, "{}", b.log());
+}
+
+/// SIGUSR2 during a shutdown is ignored with PgBouncer's line (the shutdown goes on).
+#[tokio::test]
+async fn sigusr2_while_shutting_down_is_ignored() {
+    let b = common::admin::admin_config(&[]).start();
+    let (_c, _t) = b
+        .connect(pg::TRUST_USER, pg::TRUST_PASS, "testdb")
+        .await
+        .unwrap();
+    let admin =
+        common::admin::admin_connect(&b, common::admin::ADMIN, common::admin::ADMIN_PASS).await;
+    let _ = admin.simple_query("SHUTDOWN WAIT_FOR_CLIENTS").await;
+    b.send_signal(nix::sys::signal::Signal::SIGUSR2);
+    assert!(
+        b.wait_for_log(
+            "got SIGUSR2 while shutting down, ignoring",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        b.log()
+    );
+}

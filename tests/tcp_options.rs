@@ -122,3 +122,25 @@ async fn keepalive_is_on_by_default_and_off_when_disabled() {
         );
     }
 }
+
+/// `tcp_socket_buffer` is set before the server socket connects (and before the listener
+/// listens): set after the handshake, Linux keeps the window scale of the default buffer and a
+/// result bigger than a few hundred KiB stalled for good.
+#[tokio::test]
+async fn small_socket_buffers_do_not_stall_a_big_result() {
+    let b = config().set("tcp_socket_buffer", 4096).start();
+    let sql = "COPY (SELECT repeat('x', 1000) FROM generate_series(1, 5000)) TO STDOUT";
+    let b = std::sync::Arc::new(b);
+    let run = {
+        let b = b.clone();
+        tokio::task::spawn_blocking(move || {
+            b.psql(pg::TRUST_USER, pg::TRUST_PASS, "testdb", &["-c", sql])
+        })
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("COPY through 4 KiB socket buffers finishes")
+        .expect("psql task");
+    assert!(out.status.success(), "psql: {out:?}");
+    assert_eq!(out.stdout.len(), 5000 * 1001, "every row arrives");
+}

@@ -163,7 +163,12 @@ async fn serve_inner(
     // (see `welcome_and_run` on why the task's future size matters)
     let log_disconnections = settings.log_disconnections;
     drop(config);
-    let result = welcome_and_run(app, pool, stream, rbuf, req, tracked, entry).await;
+    let result = if req.replication.is_replication() {
+        let run = link::replication::welcome_and_run(app, pool, stream, rbuf, req, entry);
+        Box::pin(run).await
+    } else {
+        welcome_and_run(app, pool, stream, rbuf, req, tracked, entry).await
+    };
     if let (true, Ok(reason)) = (log_disconnections, &result) {
         log_closing(reason, started);
     }
@@ -253,7 +258,14 @@ fn pool_for(
             req.user
         );
     }
-    Ok(app.pools.get_or_create(config, db, &req.user))
+    // PgBouncer's register_auto_database line, once per name taken from the `*` entry
+    let auto =
+        !config.databases.contains_key(&db.name) && app.pools.pools_of_db(&db.name).is_empty();
+    let pool = app.pools.get_or_create(config, db, &req.user);
+    if auto {
+        tracing::info!("registered new auto-database: {}", db.name);
+    }
+    Ok(pool)
 }
 
 /// Whether the peer of a unix-socket connection runs as this process's user.

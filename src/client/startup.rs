@@ -9,6 +9,7 @@ use crate::protocol::pooler_errors::{
     CLIENT_UNEXPECTED_EOF, NO_USERNAME, UNSUPPORTED_OPTIONS_FORMAT, unsupported_startup_parameter,
     unsupported_startup_parameter_in_options,
 };
+use crate::protocol::replication::Replication;
 use crate::protocol::startup::{StartupPacket, parse_startup};
 use crate::server::params::{ParamSet, is_tracked};
 
@@ -22,6 +23,11 @@ pub struct StartupRequest {
     pub params: ParamSet,
     /// `_pq_.*` protocol options, which krbouncer does not support.
     pub unsupported_options: Vec<String>,
+    /// A walsender connection: it gets a server of its own (`client::link::replication`).
+    pub replication: Replication,
+    /// A replication client's `options`, passed to its server verbatim (any GUC may appear,
+    /// e.g. `extra_float_digits` from CREATE SUBSCRIPTION), as PgBouncer 1.23+ does.
+    pub replication_options: Option<String>,
 }
 
 /// The first real packet of a connection.
@@ -93,15 +99,24 @@ fn check_params(
     let mut database = None;
     let mut set = ParamSet::new();
     let mut unsupported_options = Vec::new();
+    // read first: it decides how `options` is taken, wherever it appears
+    let replication = params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "replication")
+        .map(|(_, v)| Replication::parse(v))
+        .unwrap_or_default();
+    let mut replication_options = None;
     for (name, value) in params {
         match name.as_str() {
             "user" => user = Some(value),
             "database" => database = Some(value),
+            "options" if replication.is_replication() => replication_options = Some(value),
             "options" => apply_options(&value, &mut set, tracked, ignored)?,
+            "replication" => {}
             n if n.starts_with("_pq_.") => unsupported_options.push(name),
             n if is_tracked(n, tracked) => set.set(n, &value),
             n if ignored.iter().any(|i| i.eq_ignore_ascii_case(n)) => {}
-            "replication" => return Err(protocol("replication connections are not supported")),
             _ => return Err(unsupported_startup_parameter(&name)),
         }
     }
@@ -115,6 +130,8 @@ fn check_params(
         minor_version: minor,
         params: set,
         unsupported_options,
+        replication,
+        replication_options,
     })
 }
 

@@ -119,6 +119,12 @@ async fn bind_one(settings: &Settings, addr: (&str, u16)) -> std::io::Result<Tcp
             tokio::net::TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        if let Ok(size @ 1..) = u32::try_from(settings.tcp_socket_buffer) {
+            // before listen: accepted sockets inherit it, and their window scale is chosen
+            // from it at the handshake (set later, a big COPY IN could stall)
+            socket.set_send_buffer_size(size)?;
+            socket.set_recv_buffer_size(size)?;
+        }
         if settings.so_reuseport {
             socket.set_reuseport(true)?;
         }

@@ -68,6 +68,14 @@ impl Drop for LoginInFlight<'_> {
 }
 
 impl ServerGuard {
+    pub(super) fn new(pool: Arc<Pool>, conn: Pooled, slot: OwnedSemaphorePermit) -> ServerGuard {
+        ServerGuard {
+            pool,
+            conn: Some(conn),
+            _slot: slot,
+        }
+    }
+
     pub fn conn(&mut self) -> &mut ServerConn {
         // invariant: conn is Some from checkout until release/drop consumes the guard
         self.conn
@@ -215,7 +223,7 @@ impl Pool {
                 };
                 return Ok((guard, now));
             }
-            let conn = match Box::pin(self.open_server(up, started)).await {
+            let conn = match Box::pin(self.open_server(up, started, None)).await {
                 Ok(Some(conn)) => conn,
                 Ok(None) => continue,
                 Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
@@ -238,7 +246,7 @@ impl Pool {
         }
     }
 
-    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, CheckoutError> {
+    pub(super) async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, CheckoutError> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Ok(p);
         }
@@ -262,12 +270,15 @@ impl Pool {
 
     /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits;
     /// None when, while waiting at a limit, a server of this pool came back idle.
-    async fn open_server(
+    /// `replication` is a walsender's whole set of extra startup parameters
+    /// (`pool/replication.rs`): its login failure concerns only its own client.
+    pub(super) async fn open_server(
         self: &Arc<Self>,
         up: &Upstream<'_>,
         waiting_since: Instant,
+        replication: Option<&[(String, String)]>,
     ) -> Result<Option<Pooled>, CheckoutError> {
-        if let Some((failed_at, error)) = self.recent_login_failure() {
+        if let (Some((failed_at, error)), None) = (self.recent_login_failure(), replication) {
             // kill_pool_logins: clients already waiting when the login failed get the
             // server's own error; later ones the cached one (check_fast_fail)
             if failed_at >= waiting_since {
@@ -303,7 +314,7 @@ impl Pool {
             address,
             user: &self.def.login_user,
             database: &self.def.dbname,
-            extra_params: &self.def.extra_params,
+            extra_params: replication.unwrap_or(&self.def.extra_params),
             secret: secret.as_ref(),
             scram_keys,
             gss_negotiate: self.def.gss_negotiate,
@@ -333,7 +344,10 @@ impl Pool {
                 self.servers.transition(&entry, ServerState::Active);
                 self.record_login_result(None);
                 self.set_server_away(false);
-                self.set_welcome_once(&conn.params);
+                if replication.is_none() {
+                    // a walsender reports its client's own settings
+                    self.set_welcome_once(&conn.params);
+                }
                 // PgBouncer logs this only with log_connections; -v still shows it
                 if self.def.log_connections {
                     tracing::info!(
@@ -353,6 +367,7 @@ impl Pool {
                 }
                 Ok(Some(conn))
             }
+            Err(e) if replication.is_some() => Err(super::replication::login_failed(&e, started)),
             Err(e) => {
                 let for_client = client_facing(&e);
                 if matches!(e, ConnectError::Socket { .. }) {
@@ -394,7 +409,7 @@ impl Pool {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 return;
             };
-            match self.open_server(up, Instant::now()).await {
+            match self.open_server(up, Instant::now(), None).await {
                 Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     self.servers.transition(conn.entry(), ServerState::Idle);

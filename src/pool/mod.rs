@@ -12,6 +12,7 @@ mod login_retry;
 pub mod peers;
 pub mod pooled;
 pub mod registry;
+mod replication;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -220,13 +221,16 @@ impl Pool {
     /// Closes one idle server, if any: used when another pool of the same database or user
     /// needs the connection budget (`max_db_connections`, `max_user_connections`).
     pub(crate) fn close_one_idle(&self) -> bool {
+        self.take_oldest_idle().is_some()
+    }
+
+    /// Takes out the least recently used idle server.
+    fn take_oldest_idle(&self) -> Option<Pooled> {
         let mut idle = lock(&self.idle);
         if idle.is_empty() {
-            return false;
+            return None;
         }
-        // the least recently used one
-        drop(idle.remove(0));
-        true
+        Some(idle.remove(0))
     }
 
     /// The login error of the last failed attempt, while `server_login_retry` has not passed.

@@ -21,6 +21,7 @@ pub mod framing;
 pub mod frontend;
 mod message_codec;
 pub mod pooler_errors;
+pub mod replication;
 pub mod result_set;
 pub mod sqlstate;
 pub mod startup;

@@ -341,6 +341,10 @@ pub const CANCEL_WAIT_TIMEOUT: &str = "cancel_wait_timeout";
 
 // ---- server side reasons that reach linked clients (src/server.c, src/objects.c) --------------
 
+/// A replication connection's server login failed (missing REPLICATION role, no
+/// `replication` line in pg_hba.conf...): only its own client is told, in PgBouncer's words.
+pub(crate) const REPLICATION_LOGIN_FAILED: PoolerError =
+    PoolerError::fatal("login failed").with_kind(ErrorKind::ServerLoginFailed);
 /// Server socket read failed while linked: the client gets this text.
 pub(crate) const SERVER_CONN_CRASHED: PoolerError = PoolerError::fatal("server conn crashed?");
 /// Statement pooling and the server reported a transaction block.

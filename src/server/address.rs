@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::{TcpSocket, TcpStream, UnixStream};
 
 /// One upstream endpoint as written in `[databases]` (`host=`, `port=`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,10 +48,23 @@ impl ServerAddress {
 
     /// Opens the raw socket. TCP gets NODELAY, as PostgreSQL clients do.
     pub(crate) async fn connect(&self, timeout: Duration) -> std::io::Result<RawSocket> {
+        self.connect_with_buffers(timeout, 0).await
+    }
+
+    /// As [`ServerAddress::connect`], with `SO_SNDBUF` / `SO_RCVBUF` of `socket_buffer` bytes
+    /// (`tcp_socket_buffer`; 0 = kernel default) set before connecting. Linux picks a TCP
+    /// connection's window scale at the handshake from the receive buffer then: shrinking it
+    /// afterwards leaves a window the sender cannot fill, and a big result (a COPY, a WAL
+    /// stream) stalls for good.
+    pub(crate) async fn connect_with_buffers(
+        &self,
+        timeout: Duration,
+        socket_buffer: u32,
+    ) -> std::io::Result<RawSocket> {
         let fut = async {
             match self {
                 ServerAddress::Tcp { host, port } => {
-                    let s = TcpStream::connect((host.as_str(), *port)).await?;
+                    let s = connect_tcp(host, *port, socket_buffer).await?;
                     s.set_nodelay(true)?;
                     Ok(RawSocket::Tcp(s))
                 }
@@ -73,6 +86,33 @@ impl ServerAddress {
             )),
         }
     }
+}
+
+/// Connects to the first address of `host` that accepts, as `TcpStream::connect` does.
+async fn connect_tcp(host: &str, port: u16, socket_buffer: u32) -> std::io::Result<TcpStream> {
+    if socket_buffer == 0 {
+        return TcpStream::connect((host, port)).await;
+    }
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_send_buffer_size(socket_buffer)?;
+        socket.set_recv_buffer_size(socket_buffer)?;
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
 }
 
 impl fmt::Display for ServerAddress {

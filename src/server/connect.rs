@@ -152,7 +152,7 @@ async fn connect_inner(
 
 async fn open_socket(spec: &ConnectSpec<'_>) -> Result<RawSocket, ConnectError> {
     spec.address
-        .connect(spec.connect_timeout)
+        .connect_with_buffers(spec.connect_timeout, spec.tcp.socket_buffer)
         .await
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::TimedOut {

@@ -54,6 +54,7 @@ pub(crate) fn answer_unlinked(
                 }
                 cx.stats.record_client_parse();
                 if !cx.statements.insert(name, stmt) {
+                    tracing::error!("prepared statement '{name}' was already prepared");
                     return Err(PREPARED_STATEMENT_IN_USE);
                 }
                 out.extend_from_slice(&[b'1', 0, 0, 0, 4]);

@@ -172,7 +172,7 @@ impl Session<'_> {
                 None => {
                     loop {
                         match self.wait_for_request().await {
-                            Idle::Request => {}
+                            Idle::Request => self.follow_runtime_settings(),
                             Idle::Gone => return CLIENT_CLOSE.to_string(),
                             Idle::TimedOut => return self.fail(&CLIENT_IDLE_TIMEOUT).await,
                         }
@@ -258,6 +258,14 @@ impl Session<'_> {
         self.entry.move_to(pool.clone());
         self.pool = pool;
         self.limits = SessionLimits::resolve(&config, &self.entry.user);
+    }
+
+    /// Settings an admin `SET` changes for clients already logged in, as in PgBouncer (which
+    /// reads its globals at each use): `max_prepared_statements` (the server caches evict
+    /// down to a smaller size at their next insert).
+    fn follow_runtime_settings(&mut self) {
+        let max = self.app.config().settings.max_prepared_statements.max(0) as usize;
+        self.limits.max_prepared_statements = max;
     }
 
     /// Answers what needs no server (see `client::local`); true if nothing is left to send

@@ -263,7 +263,8 @@ impl<'a> LinkWatcher<'a> {
         };
         let stmt = p.registry.intern(body);
         if !p.client.insert(name, stmt.clone()) {
-            tracing::info!(name, "prepared statement was already prepared");
+            // PgBouncer's words (operators grep for them)
+            tracing::error!("prepared statement '{name}' was already prepared");
             return self.fail(PREPARED_STATEMENT_IN_USE);
         }
         if p.server.touch(&stmt.server_name) {
