@@ -121,3 +121,24 @@ async fn clients_waiting_when_a_login_fails_get_the_servers_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_process_owner_on_the_console_is_not_counted_per_user() {
+    let pg = PgCluster::shared();
+    let b = BouncerConfig::new()
+        .database(format!("app = {}", pg.connstr("testdb")))
+        .set("max_user_client_connections", "1")
+        .start();
+    // two at once over the unix socket as `pgbouncer`, the process's own user: no password,
+    // and no per-user count (PgBouncer's own-user login)
+    let conninfo = b.conninfo_unix("pgbouncer", "x", "pgbouncer");
+    let (first, _t1) = common::bouncer::connect_conninfo(&conninfo)
+        .await
+        .expect("first console");
+    let (second, _t2) = common::bouncer::connect_conninfo(&conninfo)
+        .await
+        .unwrap_or_else(|e| panic!("second console: {e}\n{}", b.log()));
+    for c in [&first, &second] {
+        admin_query(c, "SHOW VERSION").await.expect("SHOW VERSION");
+    }
+}

@@ -33,7 +33,8 @@ use crate::pool::clients::{ClientAddrs, NewClient};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::{
     ADMIN_NOT_ALLOWED, BOUNCER_CONFIG_ERROR, CLIENT_UNEXPECTED_EOF, LOGIN_TIMEOUT, MAX_CLIENT_CONN,
-    SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled, no_such_database,
+    MAX_USER_CLIENT_CONNECTIONS, SERVER_SHUTTING_DOWN, SSL_REQUIRED, database_disabled,
+    no_such_database,
 };
 use crate::protocol::startup::PROTOCOL_3_0;
 use crate::shared::Shared;
@@ -118,8 +119,8 @@ async fn serve_inner(
     negotiate_protocol(stream, &req).await?;
     if to_admin && req.user == "pgbouncer" && same_uid_over_unix(stream) {
         // PgBouncer's admin_pre_login: the process owner over the unix socket needs no password
-        let console = admin_console(app, stream, rbuf, &req, id, crate::admin::Access::Admin);
-        return Box::pin(console).await;
+        let own = crate::admin::Access::Admin;
+        return Box::pin(admin_console(app, stream, rbuf, &req, id, own, true)).await;
     }
     let db = config.database_for(&req.database);
     let target = match (&db, to_admin) {
@@ -135,7 +136,7 @@ async fn serve_inner(
         let Some(access) = access_for(settings, &req.user) else {
             return Err(ADMIN_NOT_ALLOWED);
         };
-        return Box::pin(admin_console(app, stream, rbuf, &req, id, access)).await;
+        return Box::pin(admin_console(app, stream, rbuf, &req, id, access, false)).await;
     }
     let Some(db) = db else {
         return Err(no_such_database(&req.database));
@@ -286,12 +287,17 @@ async fn admin_console(
     req: &StartupRequest,
     id: u64,
     access: crate::admin::Access,
+    own_user: bool,
 ) -> Result<(), ClientError> {
     let registration = app
         .client_registry
         .register(new_client(id, req, stream, None));
     let config = app.config();
-    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
+    // PgBouncer's own-user login (the process owner over the unix socket) has no user whose
+    // max_user_client_connections could count it
+    let exceeded = limits::exceeded(&config, &app.client_registry, &req.database, &req.user)
+        .filter(|e| !(own_user && *e == MAX_USER_CLIENT_CONNECTIONS));
+    if let Some(e) = exceeded {
         return Err(e);
     }
     let entry = registration.entry.clone();
