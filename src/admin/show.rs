@@ -21,11 +21,7 @@ pub use super::show_conns::{clients, servers, sockets};
 pub use super::show_stats::{stats, stats_totals_or_averages, totals};
 
 /// What PgBouncer's SHOW VERSION prints; the exporter parses the `PgBouncer x.y.z` head.
-pub const VERSION_TEXT: &str = concat!(
-    "PgBouncer 1.25.0 (krbouncer ",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
+pub const VERSION_TEXT: &str = crate::cli::VERSION_LINE;
 
 fn load_balance_hosts(config: &Config, db: &str) -> Option<String> {
     let def = config.database_for(db)?;

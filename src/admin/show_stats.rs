@@ -148,6 +148,9 @@ pub fn totals(app: &Shared, buf: &mut BytesMut) {
         cur += c;
         old += o;
     }
+    // PgBouncer's totals run over every pool, its admin console's included
+    cur += app.admin_stats.totals();
+    old += app.admin_stats.older_totals();
     let avg = crate::stats_period::average(&cur, &old, app.stats_clock.window_us());
     let mut rows = Rows::new();
     for (prefix, t) in [("total_", &cur), ("avg_", &avg)] {

@@ -205,7 +205,7 @@ impl Pool {
                     _slot: slot,
                 });
             }
-            let conn = match self.open_server(up).await {
+            let conn = match self.open_server(up, true).await {
                 Ok(Some(conn)) => conn,
                 Ok(None) => continue,
                 Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
@@ -241,8 +241,10 @@ impl Pool {
                         std::future::pending::<()>().await;
                     }
                     tokio::time::sleep(reserve_after).await;
-                    tracing::info!(db = %self.def.db_name, "taking connection from reserve_pool");
-                    self.reserve.clone().acquire_owned().await
+                    let p = self.reserve.clone().acquire_owned().await;
+                    // once per reserve connection taken (PgBouncer's warning), not per waiter
+                    tracing::warn!(db = %self.def.db_name, "taking connection from reserve_pool");
+                    p
                 } => p,
             }
         };
@@ -251,9 +253,12 @@ impl Pool {
 
     /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits;
     /// None when, while waiting at a limit, a server of this pool came back idle.
+    /// `for_client = false` (the `min_pool_size` fill) never waits at a limit nor closes
+    /// another pool's server for its budget: the pool then stays below `min_pool_size`.
     async fn open_server(
         self: &Arc<Self>,
         up: &Upstream<'_>,
+        for_client: bool,
     ) -> Result<Option<Pooled>, CheckoutError> {
         if let Some(cached) = self.recent_login_failure() {
             return Err(CheckoutError::LoginRetry(cached));
@@ -264,6 +269,13 @@ impl Pool {
             (&self.user_limit, LimitKind::User),
         ] {
             if let Some(sem) = limit {
+                if !for_client {
+                    match sem.clone().try_acquire_owned() {
+                        Ok(p) => permits.push(p),
+                        Err(_) => return Ok(None),
+                    }
+                    continue;
+                }
                 match self.wait_limit(sem, which, up.registry).await? {
                     LimitWait::Permit(p) => permits.push(p),
                     LimitWait::OwnIdle => return Ok(None),
@@ -318,12 +330,23 @@ impl Pool {
                 self.set_welcome_once(&conn.params);
                 // PgBouncer logs this only with log_connections; -v still shows it
                 if self.def.log_connections {
-                    tracing::info!(
-                        db = %self.def.db_name, user = %self.def.login_user, server = conn.id,
-                        %address, transport = conn.stream.transport_name(),
-                        gss = connected.gss_authenticated,
-                        ms = started.elapsed().as_millis() as u64, "new server connection"
-                    );
+                    // PgBouncer's line, under the server's own `S-<id>: db/user@host:port`
+                    let local = entry.local_addr_text();
+                    let ms = started.elapsed().as_millis() as u64;
+                    self.server_span(conn.id, address).in_scope(|| match local {
+                        Some(from) => tracing::info!(
+                            transport = conn.stream.transport_name(),
+                            gss = connected.gss_authenticated,
+                            ms,
+                            "new connection to server (from {from})"
+                        ),
+                        None => tracing::info!(
+                            transport = conn.stream.transport_name(),
+                            gss = connected.gss_authenticated,
+                            ms,
+                            "new connection to server"
+                        ),
+                    });
                 } else {
                     tracing::debug!(server = conn.id, %address, "new server connection");
                 }
@@ -358,13 +381,24 @@ impl Pool {
         }
     }
 
+    /// The `server` span PgBouncer's `S-<id>: db/user@host:port` log prefix comes from.
+    pub(crate) fn server_span(&self, id: u64, address: &crate::server::address::ServerAddress) -> tracing::Span {
+        tracing::info_span!(
+            "server",
+            id,
+            db = %self.def.db_name,
+            user = %self.def.login_user,
+            addr = %address
+        )
+    }
+
     /// Opens servers until `min_pool_size` exist (janitor), without blocking on slots.
     pub(crate) async fn fill_min(self: &Arc<Self>, up: &Upstream<'_>) {
         while self.server_count.load(Ordering::Relaxed) < self.def.min_pool_size {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 return;
             };
-            match self.open_server(up).await {
+            match self.open_server(up, false).await {
                 Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     self.servers.transition(conn.entry(), ServerState::Idle);

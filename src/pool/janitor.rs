@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::pool::checkout::Upstream;
 use crate::pool::{Pool, PoolRegistry};
 
@@ -16,6 +17,8 @@ pub trait JanitorHandle: Send + Sync + 'static {
     fn pools(&self) -> &PoolRegistry;
     fn upstream(&self) -> Upstream<'_>;
     fn stopping(&self) -> bool;
+    /// The current configuration snapshot.
+    fn config(&self) -> Arc<Config>;
 }
 
 /// Runs until shutdown starts.
@@ -27,14 +30,19 @@ pub async fn run<H: JanitorHandle>(app: Arc<H>) {
         if app.stopping() {
             return;
         }
+        app.pools().ensure_forced_min_pools(&app.config());
         for pool in app.pools().all() {
             sweep(&pool);
             // min_pool_size applies to forced-user pools and to pools that have clients
             if pool.def.min_pool_size > 0
                 && (pool.def.forced_user || pool.client_count.load(Ordering::Relaxed) > 0)
+                && pool.start_filling()
             {
                 let app = app.clone();
-                tokio::spawn(async move { pool.fill_min(&app.upstream()).await });
+                tokio::spawn(async move {
+                    pool.fill_min(&app.upstream()).await;
+                    pool.done_filling();
+                });
             }
         }
     }

@@ -65,6 +65,8 @@ pub struct Pool {
     /// Process-wide PAUSE (PAUSE without a database, SIGUSR1).
     pub global: Arc<DbControl>,
     spn_logged: AtomicBool,
+    /// A janitor task is filling `min_pool_size` (one at a time).
+    filling: AtomicBool,
     db_limit: Option<Arc<Semaphore>>,
     user_limit: Option<Arc<Semaphore>>,
 }
@@ -100,6 +102,7 @@ impl Pool {
             db,
             global,
             spn_logged: AtomicBool::new(false),
+            filling: AtomicBool::new(false),
             db_limit,
             user_limit,
         }
@@ -148,6 +151,15 @@ impl Pool {
     /// Closes idle servers marked `close_needed` (RECONNECT, reload).
     pub fn close_idle_needing_close(&self) -> usize {
         self.drain_idle_where(|c| c.entry().close_needed()).len()
+    }
+
+    /// Claims the `min_pool_size` fill; false if one is already running.
+    pub(crate) fn start_filling(&self) -> bool {
+        !self.filling.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn done_filling(&self) {
+        self.filling.store(false, Ordering::Release);
     }
 
     pub fn retire(&self) {

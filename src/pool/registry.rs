@@ -42,7 +42,9 @@ impl PoolRegistry {
         if let Some(p) = pools.get(&key) {
             return p.clone();
         }
-        let def = PoolDef::resolve(config, db, client_user);
+        // [users] settings of the pool's user apply: the forced user's, not the client's
+        // (PgBouncer's `pool->user_credentials->global_user`)
+        let def = PoolDef::resolve(config, db, &login_user);
         let db_limit = limit(&self.db_limits, &db.name, def.max_db_connections);
         let user_limit = limit(&self.user_limits, &login_user, def.max_user_connections);
         let control = self.db_control(&db.name);
@@ -55,6 +57,19 @@ impl PoolRegistry {
         ));
         pools.insert(key, pool.clone());
         pool
+    }
+
+    /// Creates the pools of forced-user databases with a `min_pool_size` (PgBouncer has them
+    /// from config load on, so the janitor fills them before any client comes, also for
+    /// databases a reload added).
+    pub(crate) fn ensure_forced_min_pools(&self, config: &Config) {
+        for db in config.databases.values() {
+            if let Some(user) = &db.user {
+                if config.min_pool_size_for(db) > 0 {
+                    self.get_or_create(config, db, user);
+                }
+            }
+        }
     }
 
     /// The PAUSE/DISABLE switches of database `name`, created on first use.

@@ -163,6 +163,8 @@ impl Session<'_> {
             // the server that logged in for the welcome is not this client's until it asks
             if let Some(g) = linked.take() {
                 g.release(true).await;
+                // SHOW CLIENTS: a client without a server is `idle`, not `active`
+                self.entry.unlinked();
             }
         }
         loop {
