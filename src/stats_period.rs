@@ -65,7 +65,13 @@ pub async fn run(app: Arc<Shared>) {
         app.stats_clock.tick();
         let mut cur = StatsTotals::default();
         let mut old = StatsTotals::default();
-        for stats in app.pools.all().iter().map(|p| &p.stats).chain([&app.admin_stats]) {
+        for stats in app
+            .pools
+            .all()
+            .iter()
+            .map(|p| &p.stats)
+            .chain([&app.admin_stats])
+        {
             stats.rotate_period();
             cur += stats.totals();
             old += stats.older_totals();

@@ -16,7 +16,7 @@ use super::table::{Rows, s, table};
 fn stats_by_db(app: &Shared) -> BTreeMap<String, (StatsTotals, StatsTotals)> {
     let mut by_db: BTreeMap<String, (StatsTotals, StatsTotals)> = BTreeMap::new();
     for pool in app.pools.all() {
-        let e = by_db.entry(pool.def.db_name.clone()).or_default();
+        let e = by_db.entry(pool.db_name.clone()).or_default();
         e.0 += pool.stats.totals();
         e.1 += pool.stats.older_totals();
     }

@@ -121,7 +121,7 @@ async fn serve_inner(
     }
     let pool = pool_for(app, &config, stream, &req)?;
     if let Some(keys) = authenticated.scram_keys {
-        if !pool.def.forced_user {
+        if !pool.def().forced_user {
             pool.set_scram_keys(keys);
         }
     }
@@ -129,9 +129,7 @@ async fn serve_inner(
     let registration =
         app.client_registry
             .register(new_client(id, &req, stream, Some(pool.clone())));
-    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
-        return Err(e);
-    }
+    limits::check(&config, &app.client_registry, &req.database, &req.user).await?;
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
     let result = welcome_and_run(app, pool.clone(), stream, rbuf, req, tracked, entry).await;
@@ -294,9 +292,7 @@ async fn admin_console(
         .client_registry
         .register(new_client(id, req, stream, None));
     let config = app.config();
-    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
-        return Err(e);
-    }
+    limits::check(&config, &app.client_registry, &req.database, &req.user).await?;
     let entry = registration.entry.clone();
     let cancel = app
         .cancels

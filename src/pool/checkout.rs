@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
+use crate::pool::slots::Slot;
 
 use crate::auth::gss::GssRuntime;
 use crate::config::{PoolMode, ServerCheck};
@@ -48,7 +48,7 @@ pub enum CheckoutError {
 pub struct ServerGuard {
     pool: Arc<Pool>,
     conn: Option<Pooled>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 /// Counts a login in progress as `sv_login` until it ends.
@@ -103,7 +103,7 @@ impl ServerGuard {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let def = &self.pool.def;
+        let def = self.pool.def();
         let entry = conn.entry().clone();
         entry.set_link(0);
         if !clean {
@@ -146,8 +146,9 @@ impl ServerGuard {
     }
 }
 
+/// `server_lifetime = 0` means "use once, then close", as in PgBouncer (not "forever").
 fn expired(conn: &ServerConn, lifetime: Duration) -> bool {
-    !lifetime.is_zero() && conn.created.elapsed() >= lifetime
+    conn.created.elapsed() >= lifetime
 }
 
 impl Pool {
@@ -180,18 +181,19 @@ impl Pool {
                     continue;
                 }
                 let entry = conn.entry().clone();
-                if expired(&conn, self.def.server_lifetime) || entry.close_needed() {
+                if expired(&conn, self.def().server_lifetime) || entry.close_needed() {
                     continue;
                 }
                 // `<empty>` (the default) is an empty Query message, not that text
-                let check = ServerCheck::parse(&self.def.server_check_query).sql();
+                let def = self.def();
+                let check = ServerCheck::parse(&def.server_check_query).sql();
                 if let (Some(sql), true) = (
                     check,
-                    conn.last_used.elapsed() >= self.def.server_check_delay,
+                    conn.last_used.elapsed() >= self.def().server_check_delay,
                 ) {
                     self.servers.transition(&entry, ServerState::Tested);
                     if let Err(e) =
-                        run_simple(&mut conn, sql, self.def.server_connect_timeout).await
+                        run_simple(&mut conn, sql, self.def().server_connect_timeout).await
                     {
                         tracing::info!(server = conn.id, error = %e, "server check failed, closing");
                         continue;
@@ -227,28 +229,26 @@ impl Pool {
         }
     }
 
-    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, CheckoutError> {
-        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+    async fn acquire_slot(&self) -> Result<Slot, CheckoutError> {
+        if let Ok(p) = self.slots.try_acquire() {
             return Ok(p);
         }
-        let reserve_size = self.def.reserve_pool_size;
-        let reserve_after = self.def.reserve_pool_timeout;
+        let def = self.def();
+        let reserve_after = def.reserve_pool_timeout;
         let wait = async {
             tokio::select! {
-                p = self.slots.clone().acquire_owned() => p,
+                p = self.slots.acquire() => p,
                 p = async {
-                    if reserve_size == 0 {
-                        std::future::pending::<()>().await;
-                    }
+                    // a reserve_pool_size set to 0 has no permits: this waits forever
                     tokio::time::sleep(reserve_after).await;
-                    let p = self.reserve.clone().acquire_owned().await;
+                    let p = self.reserve.acquire().await;
                     // once per reserve connection taken (PgBouncer's warning), not per waiter
-                    tracing::warn!(db = %self.def.db_name, "taking connection from reserve_pool");
+                    tracing::warn!(db = %self.db_name, "taking connection from reserve_pool");
                     p
                 } => p,
             }
         };
-        bounded_wait(self.def.query_wait_timeout, wait).await
+        bounded_wait(def.query_wait_timeout, wait).await
     }
 
     /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits;
@@ -263,6 +263,7 @@ impl Pool {
         if let Some(cached) = self.recent_login_failure() {
             return Err(CheckoutError::LoginRetry(cached));
         }
+        let def = self.def();
         let mut permits = Vec::new();
         for (limit, which) in [
             (&self.db_limit, LimitKind::Db),
@@ -283,30 +284,30 @@ impl Pool {
             }
         }
         let i = self.next_address_index();
-        let address = &self.def.addresses[i % self.def.addresses.len()];
-        let target = self.def.gss_targets.get(i).and_then(|t| t.as_ref());
+        let address = &def.addresses[i % def.addresses.len()];
+        let target = def.gss_targets.get(i).and_then(|t| t.as_ref());
         if let Some(t) = target {
-            if self.def.gss_negotiate != crate::server::gss_login::GssNegotiate::Disable
+            if def.gss_negotiate != crate::server::gss_login::GssNegotiate::Disable
                 && !self.spn_logged.swap(true, Ordering::Relaxed)
             {
-                tracing::info!(db = %self.def.db_name, spn = %t, "GSSAPI service principal for this pool");
+                tracing::info!(db = %self.db_name, spn = %t, "GSSAPI service principal for this pool");
             }
         }
         let scram_keys = self.scram_keys();
         let spec = ConnectSpec {
             address,
-            user: &self.def.login_user,
-            database: &self.def.dbname,
-            extra_params: &self.def.extra_params,
-            secret: self.def.secret.as_ref(),
+            user: &self.login_user,
+            database: &def.dbname,
+            extra_params: &def.extra_params,
+            secret: def.secret.as_ref(),
             scram_keys,
-            gss_negotiate: self.def.gss_negotiate,
-            gssencmode: self.def.gssencmode,
+            gss_negotiate: def.gss_negotiate,
+            gssencmode: def.gssencmode,
             gss_target: target,
             gss_runtime: up.gss,
-            sslmode: self.def.sslmode,
+            sslmode: def.sslmode,
             tls: up.tls.as_ref(),
-            connect_timeout: self.def.server_connect_timeout,
+            connect_timeout: def.server_connect_timeout,
             tcp: up.tcp,
         };
         let started = Instant::now();
@@ -329,7 +330,7 @@ impl Pool {
                 self.set_server_away(false);
                 self.set_welcome_once(&conn.params);
                 // PgBouncer logs this only with log_connections; -v still shows it
-                if self.def.log_connections {
+                if def.log_connections {
                     // PgBouncer's line, under the server's own `S-<id>: db/user@host:port`
                     let local = entry.local_addr_text();
                     let ms = started.elapsed().as_millis() as u64;
@@ -350,10 +351,9 @@ impl Pool {
                 } else {
                     tracing::debug!(server = conn.id, %address, "new server connection");
                 }
-                if let Some(q) = &self.def.connect_query {
-                    if let Err(e) = run_simple(&mut conn, q, self.def.server_connect_timeout).await
-                    {
-                        tracing::warn!(db = %self.def.db_name, error = %e, "connect_query failed");
+                if let Some(q) = &def.connect_query {
+                    if let Err(e) = run_simple(&mut conn, q, def.server_connect_timeout).await {
+                        tracing::warn!(db = %self.db_name, error = %e, "connect_query failed");
                     }
                 }
                 Ok(Some(conn))
@@ -361,18 +361,28 @@ impl Pool {
             Err(e) => {
                 let for_client = client_facing(&e);
                 let msg = for_client.message.to_string();
-                if matches!(e, ConnectError::Socket { .. }) {
+                let dns = matches!(&e, ConnectError::Socket { source, .. }
+                    if crate::server::address::is_dns_failure(source));
+                if dns {
+                    tracing::warn!(
+                        db = %self.db_name, user = %self.login_user, %address, error = %e,
+                        "closing because: server DNS lookup failed"
+                    );
+                } else if matches!(e, ConnectError::Socket { .. }) {
                     // PgBouncer's wording for a server it cannot reach
                     tracing::warn!(
-                        db = %self.def.db_name, user = %self.def.login_user, %address, error = %e,
+                        db = %self.db_name, user = %self.login_user, %address, error = %e,
                         "closing because: connect failed"
                     );
                 } else {
                     tracing::warn!(
-                        db = %self.def.db_name, user = %self.def.login_user, %address,
+                        db = %self.db_name, user = %self.login_user, %address,
                         spn = target.map(|t| t.to_string()).unwrap_or_default(), error = %e,
                         "server login failed"
                     );
+                }
+                if matches!(e, ConnectError::Socket { .. } | ConnectError::Timeout) {
+                    self.address_failed(i);
                 }
                 self.record_login_result(Some(msg.clone()));
                 self.set_server_away(super::login_retry::server_away(&e));
@@ -382,20 +392,24 @@ impl Pool {
     }
 
     /// The `server` span PgBouncer's `S-<id>: db/user@host:port` log prefix comes from.
-    pub(crate) fn server_span(&self, id: u64, address: &crate::server::address::ServerAddress) -> tracing::Span {
+    pub(crate) fn server_span(
+        &self,
+        id: u64,
+        address: &crate::server::address::ServerAddress,
+    ) -> tracing::Span {
         tracing::info_span!(
             "server",
             id,
-            db = %self.def.db_name,
-            user = %self.def.login_user,
+            db = %self.db_name,
+            user = %self.login_user,
             addr = %address
         )
     }
 
     /// Opens servers until `min_pool_size` exist (janitor), without blocking on slots.
     pub(crate) async fn fill_min(self: &Arc<Self>, up: &Upstream<'_>) {
-        while self.server_count.load(Ordering::Relaxed) < self.def.min_pool_size {
-            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+        while self.server_count.load(Ordering::Relaxed) < self.def().min_pool_size {
+            let Ok(slot) = self.slots.try_acquire() else {
                 return;
             };
             match self.open_server(up, false).await {
@@ -454,8 +468,8 @@ fn client_facing(e: &ConnectError) -> PoolerError {
 /// Waits for a permit for at most `query_wait_timeout` (0 = forever).
 async fn bounded_wait(
     limit: Duration,
-    wait: impl std::future::Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>>,
-) -> Result<OwnedSemaphorePermit, CheckoutError> {
+    wait: impl std::future::Future<Output = Result<Slot, tokio::sync::AcquireError>>,
+) -> Result<Slot, CheckoutError> {
     let permit = if limit.is_zero() {
         wait.await
     } else {

@@ -34,8 +34,8 @@ pub async fn run<H: JanitorHandle>(app: Arc<H>) {
         for pool in app.pools().all() {
             sweep(&pool);
             // min_pool_size applies to forced-user pools and to pools that have clients
-            if pool.def.min_pool_size > 0
-                && (pool.def.forced_user || pool.client_count.load(Ordering::Relaxed) > 0)
+            if pool.def().min_pool_size > 0
+                && (pool.def().forced_user || pool.client_count.load(Ordering::Relaxed) > 0)
                 && pool.start_filling()
             {
                 let app = app.clone();
@@ -50,13 +50,13 @@ pub async fn run<H: JanitorHandle>(app: Arc<H>) {
 
 /// Closes idle servers that outlived `server_idle_timeout` or `server_lifetime`.
 pub fn sweep(pool: &Pool) {
-    let idle_timeout = pool.def.server_idle_timeout;
-    let lifetime = pool.def.server_lifetime;
-    let min = pool.def.min_pool_size;
+    let idle_timeout = pool.def().server_idle_timeout;
+    let lifetime = pool.def().server_lifetime;
+    let min = pool.def().min_pool_size;
     let total = pool.server_count.load(Ordering::Relaxed);
     let mut closable = total.saturating_sub(min);
     let closed = pool.drain_idle_where(|c| {
-        let too_old = !lifetime.is_zero() && c.created.elapsed() >= lifetime;
+        let too_old = c.created.elapsed() >= lifetime;
         let too_idle =
             !idle_timeout.is_zero() && c.last_used.elapsed() >= idle_timeout && closable > 0;
         if too_idle && !too_old {
@@ -65,7 +65,7 @@ pub fn sweep(pool: &Pool) {
         too_old || too_idle
     });
     for conn in closed {
-        tracing::debug!(db = %pool.def.db_name, server = conn.id, "closing idle server");
+        tracing::debug!(db = %pool.db_name, server = conn.id, "closing idle server");
     }
     mark_used(pool);
 }
@@ -73,7 +73,7 @@ pub fn sweep(pool: &Pool) {
 /// Idle servers unused for `server_check_delay` become `used` (SHOW POOLS `sv_used`): their
 /// next checkout runs `server_check_query` first.
 fn mark_used(pool: &Pool) {
-    let delay = pool.def.server_check_delay;
+    let delay = pool.def().server_check_delay;
     pool.for_each_idle(|conn| {
         if conn.last_used.elapsed() >= delay
             && conn.entry().state() == crate::pool::ServerState::Idle

@@ -12,10 +12,11 @@ mod login_retry;
 pub mod peers;
 pub mod pooled;
 pub mod registry;
+mod slots;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
@@ -30,16 +31,18 @@ pub use registry::PoolRegistry;
 use state::lock;
 pub use state::{DbControl, ServerEntry, ServerSet, ServerState};
 
-/// Semaphore size standing for "unlimited" (`pool_size = 0`).
-const UNLIMITED: usize = Semaphore::MAX_PERMITS >> 4;
-
 /// One pool. Usage slots (`pool_size`) are a fair semaphore, so waiting clients are served
 /// first come, first served; a slot holder takes an idle server or opens one, which keeps
 /// `active + idle <= pool_size + reserve` without counting by hand.
 pub struct Pool {
-    pub def: PoolDef,
-    slots: Arc<Semaphore>,
-    reserve: Arc<Semaphore>,
+    /// The database name clients use (`def().db_name`, which never changes for a pool).
+    pub db_name: String,
+    /// The role the pool logs in as (`def().login_user`, fixed for a pool).
+    pub login_user: String,
+    /// Swapped in place by SET / RELOAD when only sizes and timeouts changed.
+    def: RwLock<Arc<PoolDef>>,
+    slots: slots::Slots,
+    reserve: slots::Slots,
     /// Idle servers, most recently used last (taken LIFO, as PgBouncer does by default).
     idle: Mutex<Vec<Pooled>>,
     welcome: Mutex<Option<Arc<ParamSet>>>,
@@ -71,10 +74,6 @@ pub struct Pool {
     user_limit: Option<Arc<Semaphore>>,
 }
 
-fn semaphore_for(size: usize) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(if size == 0 { UNLIMITED } else { size }))
-}
-
 impl Pool {
     pub(crate) fn new(
         def: PoolDef,
@@ -84,9 +83,11 @@ impl Pool {
         global: Arc<DbControl>,
     ) -> Pool {
         Pool {
-            slots: semaphore_for(def.pool_size),
-            reserve: Arc::new(Semaphore::new(def.reserve_pool_size)),
-            def,
+            slots: slots::Slots::new(def.pool_size, true),
+            reserve: slots::Slots::new(def.reserve_pool_size, false),
+            db_name: def.db_name.clone(),
+            login_user: def.login_user.clone(),
+            def: RwLock::new(Arc::new(def)),
             idle: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
             login_failure: Mutex::new(None),
@@ -106,6 +107,20 @@ impl Pool {
             db_limit,
             user_limit,
         }
+    }
+
+    /// The pool's current settings.
+    pub fn def(&self) -> Arc<PoolDef> {
+        self.def.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies a definition that differs from the current one only in what
+    /// [`PoolDef::same_connections`] lets change in place: the sizes take effect at once
+    /// (clients already waiting get the new slots), the rest at the next checkout.
+    pub fn update_def(&self, new: PoolDef) {
+        self.slots.resize(new.pool_size, true);
+        self.reserve.resize(new.reserve_pool_size, false);
+        *self.def.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
     }
 
     /// The ParameterStatus set clients get at login, once a server has logged in.
@@ -172,7 +187,7 @@ impl Pool {
 
     /// Whether a checkout now would have to wait: every `pool_size` slot is in use.
     pub(crate) fn would_wait(&self) -> bool {
-        self.slots.available_permits() == 0
+        self.slots.available() == 0
     }
 
     pub fn idle_count(&self) -> usize {
@@ -225,7 +240,7 @@ impl Pool {
     fn recent_login_failure(&self) -> Option<String> {
         let f = lock(&self.login_failure);
         match &*f {
-            Some((at, msg)) if at.elapsed() < self.def.server_login_retry => Some(msg.clone()),
+            Some((at, msg)) if at.elapsed() < self.def().server_login_retry => Some(msg.clone()),
             _ => None,
         }
     }
@@ -234,9 +249,35 @@ impl Pool {
         *lock(&self.login_failure) = failure.map(|m| (Instant::now(), m));
     }
 
+    /// Which host of the list the next connect uses: the next one (`round-robin`) or the
+    /// current one (`disable`, moved on by [`Pool::address_failed`]).
     fn next_address_index(&self) -> usize {
-        let n = self.def.addresses.len().max(1);
-        self.next_address.fetch_add(1, Ordering::Relaxed) % n
+        let def = self.def();
+        let n = def.addresses.len().max(1);
+        let i = match def.load_balance_hosts {
+            crate::config::enums::LoadBalanceHosts::RoundRobin => {
+                self.next_address.fetch_add(1, Ordering::Relaxed)
+            }
+            crate::config::enums::LoadBalanceHosts::Disable => {
+                self.next_address.load(Ordering::Relaxed)
+            }
+        };
+        i % n
+    }
+
+    /// A connect to host `i` failed: with `load_balance_hosts = disable` the next connect
+    /// tries the following host, as PgBouncer does.
+    fn address_failed(&self, i: usize) {
+        let def = self.def();
+        if def.load_balance_hosts == crate::config::enums::LoadBalanceHosts::Disable {
+            let n = def.addresses.len().max(1);
+            let _ = self.next_address.compare_exchange(
+                i,
+                (i + 1) % n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 }
 

@@ -87,10 +87,7 @@ impl PoolRegistry {
 
     /// Pools of database `db`.
     pub fn pools_of_db(&self, db: &str) -> Vec<Arc<Pool>> {
-        self.all()
-            .into_iter()
-            .filter(|p| p.def.db_name == db)
-            .collect()
+        self.all().into_iter().filter(|p| p.db_name == db).collect()
     }
 
     /// Replaces a pool whose definition changed on reload: the old pool stays alive for the
@@ -107,8 +104,8 @@ impl PoolRegistry {
     pub(crate) fn all_sorted(&self) -> Vec<Arc<Pool>> {
         let mut v = self.all();
         v.sort_by(|a, b| {
-            (a.def.db_name.as_str(), a.def.login_user.as_str())
-                .cmp(&(b.def.db_name.as_str(), b.def.login_user.as_str()))
+            (a.db_name.as_str(), a.login_user.as_str())
+                .cmp(&(b.db_name.as_str(), b.login_user.as_str()))
         });
         v
     }
@@ -121,14 +118,14 @@ impl PoolRegistry {
     pub(crate) fn close_idle_in_db(&self, db: &str) -> bool {
         self.all()
             .iter()
-            .filter(|p| p.def.db_name == db)
+            .filter(|p| p.db_name == db)
             .any(|p| p.close_one_idle())
     }
 
     pub(crate) fn close_idle_of_user(&self, user: &str) -> bool {
         self.all()
             .iter()
-            .filter(|p| p.def.login_user == user)
+            .filter(|p| p.login_user == user)
             .any(|p| p.close_one_idle())
     }
 }

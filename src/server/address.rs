@@ -51,7 +51,12 @@ impl ServerAddress {
         let fut = async {
             match self {
                 ServerAddress::Tcp { host, port } => {
-                    let s = TcpStream::connect((host.as_str(), *port)).await?;
+                    let addrs: Vec<std::net::SocketAddr> =
+                        tokio::net::lookup_host((host.as_str(), *port))
+                            .await
+                            .map_err(|e| std::io::Error::new(e.kind(), DnsLookupFailed(e)))?
+                            .collect();
+                    let s = TcpStream::connect(&addrs[..]).await?;
                     s.set_nodelay(true)?;
                     Ok(RawSocket::Tcp(s))
                 }
@@ -82,6 +87,18 @@ impl fmt::Display for ServerAddress {
             ServerAddress::Unix { dir, port } => write!(f, "{}", Self::socket_path(dir, *port)),
         }
     }
+}
+
+/// The host name did not resolve (PgBouncer: "server DNS lookup failed"); the source of the
+/// `io::Error` [`ServerAddress::connect`] returns then.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS lookup failed: {0}")]
+pub struct DnsLookupFailed(#[source] pub std::io::Error);
+
+/// Whether a connect error is a failed DNS lookup.
+pub(crate) fn is_dns_failure(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<DnsLookupFailed>())
 }
 
 /// A freshly opened socket, before any TLS or GSS negotiation.
