@@ -3,6 +3,14 @@
 
 use std::path::PathBuf;
 
+/// The version line of `--version` and SHOW VERSION (they must agree, as in PgBouncer); tools
+/// and the exporter parse its `PgBouncer x.y.z` head.
+pub const VERSION_LINE: &str = concat!(
+    "PgBouncer 1.25.2 (krbouncer ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Cli {
     pub daemon: bool,

@@ -33,10 +33,7 @@ fn run() -> Result<(), Fatal> {
         .map_err(|e| Fatal(format!("krbouncer: {e}\n\n{USAGE}")))?;
     let cli = match cmd {
         Command::Version => {
-            println!(
-                "krbouncer {} (PgBouncer 1.25 compatible)",
-                env!("CARGO_PKG_VERSION")
-            );
+            println!("{}", cli::VERSION_LINE);
             return Ok(());
         }
         Command::Help => {

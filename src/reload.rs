@@ -1,6 +1,7 @@
 //! RELOAD and SIGHUP: re-read pgbouncer.ini and users.txt, refuse a bad config (the reason is
 //! logged, the running one stays), swap the snapshot in `Shared`, keep the pools whose
-//! definition did not change, retire changed ones (their servers close at release), refuse
+//! definition did not change, update in place those whose sizes or timeouts changed, retire
+//! those that connect differently (their servers close at release), refuse
 //! new clients of removed databases, and rebuild the upstream TLS connector.
 
 use std::sync::Arc;
@@ -99,31 +100,35 @@ pub fn rebuild_upstream_tls(app: &Shared) -> bool {
 }
 
 /// Compares every pool's definition under the new config with its current one.
-fn reconcile_pools(app: &Shared, old: &Config, new: &Config, server_tls_changed: bool) {
+pub(crate) fn reconcile_pools(app: &Shared, old: &Config, new: &Config, server_tls_changed: bool) {
     for pool in app.pools.all() {
-        let key = (pool.def.db_name.clone(), pool.def.login_user.clone());
-        let Some(new_db) = new.database_for(&pool.def.db_name) else {
+        let key = (pool.db_name.clone(), pool.login_user.clone());
+        let Some(new_db) = new.database_for(&pool.db_name) else {
             // new clients get "no such database" from the new config; these keep working
-            tracing::info!(db = %pool.def.db_name, "database removed by reload");
+            tracing::info!(db = %pool.db_name, "database removed by reload");
             pool.servers.mark_all_close_needed();
             pool.close_idle_needing_close();
             app.pools.retire(&key);
             continue;
         };
         // the client user only matters for [users] lookups; the login user stands for it
-        let new_def = PoolDef::resolve(new, &new_db, &pool.def.login_user);
-        let same_def = format!("{:?}", pool.def) == format!("{new_def:?}");
-        let same_secret = pool.def.secret == new_def.secret;
-        let reconnect = server_tls_changed
-            || old
-                .database_for(&pool.def.db_name)
-                .is_none_or(|old_db| old_db.needs_reconnect(&new_db))
-            || !same_def;
+        let new_def = PoolDef::resolve(new, &new_db, &pool.login_user);
+        let same_def = format!("{:?}", pool.def()) == format!("{new_def:?}");
+        let same_secret = pool.def().secret == new_def.secret;
+        let db_reconnect = old
+            .database_for(&pool.db_name)
+            .is_none_or(|old_db| old_db.needs_reconnect(&new_db));
+        let reconnect = server_tls_changed || db_reconnect || !same_def;
         if same_def && same_secret && !server_tls_changed {
             continue;
         }
+        if !server_tls_changed && !db_reconnect && pool.def().same_connections(&new_def) {
+            // sizes and timeouts: the pool, its servers and its waiting clients stay
+            pool.update_def(new_def);
+            continue;
+        }
         tracing::info!(
-            db = %pool.def.db_name, user = %pool.def.login_user, reconnect,
+            db = %pool.db_name, user = %pool.login_user, reconnect,
             "pool definition changed by reload"
         );
         if reconnect {

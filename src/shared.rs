@@ -3,7 +3,7 @@
 //! configs, the stats clock and the shutdown state. No globals. `app.rs` builds it; the
 //! layers below take narrower handles (`&PoolRegistry`, `Upstream`, `JanitorHandle`).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::auth::gss::GssRuntime;
@@ -38,10 +38,11 @@ pub struct Shared {
     pub client_registry: ClientRegistry,
     /// stats_period averages (SHOW STATS avg_*, log_stats).
     pub stats_clock: StatsClock,
+    /// The admin console's own traffic, counted in SHOW TOTALS as PgBouncer's admin pool is.
+    pub admin_stats: crate::stats::PoolStats,
     /// Serialises RELOAD / SIGHUP / SET so two reloads never interleave.
     pub reload_lock: tokio::sync::Mutex<()>,
     clients: AtomicUsize,
-    next_client_id: AtomicU64,
     /// The tracked parameter names for `track_extra_parameters` (the setting's text), shared
     /// by the clients logged in under it instead of a copy each.
     tracked: Mutex<Option<(String, Arc<[String]>)>>,
@@ -75,9 +76,9 @@ impl Shared {
             client_tls,
             client_registry: ClientRegistry::default(),
             stats_clock: StatsClock::new(),
+            admin_stats: Default::default(),
             reload_lock: tokio::sync::Mutex::new(()),
             clients: AtomicUsize::new(0),
-            next_client_id: AtomicU64::new(1),
             tracked: Mutex::new(None),
         }))
     }
@@ -131,7 +132,7 @@ impl Shared {
     }
 
     pub fn next_client_id(&self) -> u64 {
-        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+        crate::server::conn::next_socket_id()
     }
 
     /// Counts a connected client until the returned guard drops.
@@ -156,6 +157,10 @@ impl JanitorHandle for Shared {
 
     fn stopping(&self) -> bool {
         self.shutdown.is_stopping()
+    }
+
+    fn config(&self) -> Arc<Config> {
+        Shared::config(self)
     }
 }
 

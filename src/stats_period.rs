@@ -65,10 +65,16 @@ pub async fn run(app: Arc<Shared>) {
         app.stats_clock.tick();
         let mut cur = StatsTotals::default();
         let mut old = StatsTotals::default();
-        for pool in app.pools.all() {
-            pool.stats.rotate_period();
-            cur += pool.stats.totals();
-            old += pool.stats.older_totals();
+        for stats in app
+            .pools
+            .all()
+            .iter()
+            .map(|p| &p.stats)
+            .chain([&app.admin_stats])
+        {
+            stats.rotate_period();
+            cur += stats.totals();
+            old += stats.older_totals();
         }
         if app.config().settings.log_stats {
             let avg = average(&cur, &old, app.stats_clock.window_us());

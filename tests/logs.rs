@@ -95,7 +95,7 @@ async fn new_server_connection_logged_only_with_log_connections() {
             b.log()
         );
         assert_eq!(
-            b.log().contains("new server connection"),
+            b.log().contains("new connection to server (from "),
             expected,
             "log_connections={flag}\n{}",
             b.log()

@@ -33,7 +33,7 @@ fn known_db(app: &Shared, name: &str) -> bool {
 /// Database names a command without argument applies to.
 fn all_dbs(app: &Shared) -> Vec<String> {
     let mut names: Vec<String> = app.config().databases.keys().cloned().collect();
-    names.extend(app.pools.all().iter().map(|p| p.def.db_name.clone()));
+    names.extend(app.pools.all().iter().map(|p| p.db_name.clone()));
     names.sort();
     names.dedup();
     names
@@ -293,6 +293,10 @@ pub async fn set(app: &Arc<Shared>, key: &str, value: &str) -> Outcome {
         return Err(err("SET failed"));
     }
     let tls_changed = key.contains("_tls_") || key.contains("_tls13_");
+    // existing pools follow the new value (PgBouncer reads settings at each use): sizes in
+    // place, serving clients already waiting; connection changes retire the pool
+    let old = app.config();
+    crate::reload::reconcile_pools(app, &old, &next, tls_changed);
     app.set_config(next);
     for pool in app.pools.all() {
         pool.forget_login_failure();

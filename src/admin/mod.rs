@@ -108,6 +108,7 @@ enum Step {
 impl AdminSession<'_> {
     /// Serves queries until the client leaves.
     pub async fn run(mut self) {
+        let mut counted = false;
         loop {
             let msg =
                 match read_message_limited(&mut *self.stream, &mut self.rbuf, MAX_ADMIN_MESSAGE)
@@ -123,6 +124,12 @@ impl AdminSession<'_> {
                     let text = body.strip_suffix(&[0]).unwrap_or(body);
                     let query = String::from_utf8_lossy(text).into_owned();
                     tracing::debug!(query = %query, "got admin query");
+                    if !std::mem::replace(&mut counted, true) {
+                        // PgBouncer starts an admin client's query and transaction clocks at
+                        // its first query and, with no server to end them, never again
+                        self.app.admin_stats.record_query(std::time::Duration::ZERO);
+                        self.app.admin_stats.record_xact(std::time::Duration::ZERO);
+                    }
                     self.query(&query, &mut out).await
                 }
                 b'X' => return,

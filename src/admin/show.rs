@@ -21,11 +21,7 @@ pub use super::show_conns::{clients, servers, sockets};
 pub use super::show_stats::{stats, stats_totals_or_averages, totals};
 
 /// What PgBouncer's SHOW VERSION prints; the exporter parses the `PgBouncer x.y.z` head.
-pub const VERSION_TEXT: &str = concat!(
-    "PgBouncer 1.25.0 (krbouncer ",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
+pub const VERSION_TEXT: &str = crate::cli::VERSION_LINE;
 
 fn load_balance_hosts(config: &Config, db: &str) -> Option<String> {
     let def = config.database_for(db)?;
@@ -81,8 +77,8 @@ pub fn pools(app: &Shared, buf: &mut BytesMut) {
     for pool in app.pools.all_sorted() {
         let c = PoolCounts::of(&pool, &clients);
         rows.push(vec![
-            s(&pool.def.db_name),
-            s(&pool.def.login_user),
+            s(&pool.db_name),
+            s(&pool.login_user),
             s(c.cl_active),
             s(c.cl_waiting),
             s(c.cl_active_cancel_req),
@@ -96,8 +92,8 @@ pub fn pools(app: &Shared, buf: &mut BytesMut) {
             s(c.sv_login),
             s(c.maxwait_us / 1_000_000),
             s(c.maxwait_us % 1_000_000),
-            s(pool.def.pool_mode.as_str()),
-            load_balance_hosts(&config, &pool.def.db_name),
+            s(pool.def().pool_mode.as_str()),
+            load_balance_hosts(&config, &pool.db_name),
         ]);
     }
     table(buf, &cols, &rows);
@@ -107,8 +103,8 @@ pub fn pools(app: &Shared, buf: &mut BytesMut) {
 fn database_names(app: &Shared, config: &Config) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = config.databases.keys().cloned().collect();
     for p in app.pools.all() {
-        if config.database_for(&p.def.db_name).is_some() {
-            names.insert(p.def.db_name.clone());
+        if config.database_for(&p.db_name).is_some() {
+            names.insert(p.db_name.clone());
         }
     }
     names
@@ -226,13 +222,13 @@ pub fn users(app: &Shared, buf: &mut BytesMut) {
     let mut names: BTreeSet<String> = config.users.keys().cloned().collect();
     names.extend(config.auth_file.users.keys().cloned());
     let pools = app.pools.all();
-    names.extend(pools.iter().map(|p| p.def.login_user.clone()));
+    names.extend(pools.iter().map(|p| p.login_user.clone()));
     let all_clients = app.client_registry.snapshot();
     names.extend(all_clients.iter().map(|c| c.user.clone()));
     let mut rows = Rows::new();
     for name in names {
         let u = config.user_def(&name);
-        let mine: Vec<&Arc<Pool>> = pools.iter().filter(|p| p.def.login_user == name).collect();
+        let mine: Vec<&Arc<Pool>> = pools.iter().filter(|p| p.login_user == name).collect();
         let servers: usize = mine
             .iter()
             .map(|p| p.server_count.load(Ordering::Relaxed))

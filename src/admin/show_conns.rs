@@ -103,8 +103,8 @@ fn server_row(pool: &Pool, e: &ServerEntry, state_prefix: &str) -> Vec<Option<St
     };
     vec![
         s("S"),
-        s(&pool.def.login_user),
-        s(&pool.def.db_name),
+        s(&pool.login_user),
+        s(&pool.db_name),
         s("none"),
         s(state),
         s(&e.addr),

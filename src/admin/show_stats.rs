@@ -16,7 +16,7 @@ use super::table::{Rows, s, table};
 fn stats_by_db(app: &Shared) -> BTreeMap<String, (StatsTotals, StatsTotals)> {
     let mut by_db: BTreeMap<String, (StatsTotals, StatsTotals)> = BTreeMap::new();
     for pool in app.pools.all() {
-        let e = by_db.entry(pool.def.db_name.clone()).or_default();
+        let e = by_db.entry(pool.db_name.clone()).or_default();
         e.0 += pool.stats.totals();
         e.1 += pool.stats.older_totals();
     }
@@ -148,6 +148,9 @@ pub fn totals(app: &Shared, buf: &mut BytesMut) {
         cur += c;
         old += o;
     }
+    // PgBouncer's totals run over every pool, its admin console's included
+    cur += app.admin_stats.totals();
+    old += app.admin_stats.older_totals();
     let avg = crate::stats_period::average(&cur, &old, app.stats_clock.window_us());
     let mut rows = Rows::new();
     for (prefix, t) in [("total_", &cur), ("avg_", &avg)] {

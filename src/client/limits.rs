@@ -10,6 +10,31 @@ use crate::protocol::pooler_errors::{
     MAX_DB_CLIENT_CONNECTIONS, MAX_USER_CLIENT_CONNECTIONS, PoolerError,
 };
 
+/// How long a client over a limit waits for clients that are already leaving (a Terminate
+/// read on another worker thread a moment later) before it is refused. PgBouncer's one event
+/// loop handles a Terminate that arrived before a new login first; this keeps that order.
+const LEAVING_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// [`exceeded`], looked at again after [`LEAVING_GRACE`] before refusing.
+pub async fn check(
+    config: &Config,
+    clients: &ClientRegistry,
+    database: &str,
+    user: &str,
+) -> Result<(), PoolerError> {
+    if exceeded(config, clients, database, user).is_none() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + LEAVING_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if exceeded(config, clients, database, user).is_none() {
+            return Ok(());
+        }
+    }
+    exceeded(config, clients, database, user).map_or(Ok(()), Err)
+}
+
 /// The limit the client just registered for `database` as `user` would exceed, if any.
 pub fn exceeded(
     config: &Config,

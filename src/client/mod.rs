@@ -142,7 +142,7 @@ async fn serve_inner(
         return Err(no_such_database(&req.database));
     };
     let pool = pool_for(app, &config, stream, &req, &db)?;
-    if !pool.def.forced_user {
+    if !pool.def().forced_user {
         // a forced user logs in with its own secret; the client's only proved who it is
         if let Some(keys) = authenticated.scram_keys {
             pool.set_scram_keys(keys);
@@ -155,9 +155,7 @@ async fn serve_inner(
     let registration =
         app.client_registry
             .register(new_client(id, &req, stream, Some(pool.clone())));
-    if let Some(e) = limits::exceeded(&config, &app.client_registry, &req.database, &req.user) {
-        return Err(e);
-    }
+    limits::check(&config, &app.client_registry, &req.database, &req.user).await?;
     let entry = registration.entry.clone();
     let started = std::time::Instant::now();
     // `req` and `tracked` move into the session; their storage here ends with the login
@@ -295,10 +293,9 @@ async fn admin_console(
     let config = app.config();
     // PgBouncer's own-user login (the process owner over the unix socket) has no user whose
     // max_user_client_connections could count it
-    let exceeded = limits::exceeded(&config, &app.client_registry, &req.database, &req.user)
-        .filter(|e| !(own_user && *e == MAX_USER_CLIENT_CONNECTIONS));
-    if let Some(e) = exceeded {
-        return Err(e);
+    match limits::check(&config, &app.client_registry, &req.database, &req.user).await {
+        Err(e) if own_user && e == MAX_USER_CLIENT_CONNECTIONS => {}
+        other => other?,
     }
     let entry = registration.entry.clone();
     let cancel = app

@@ -120,14 +120,21 @@ fn pgbouncer_time(rfc3339: &str) -> String {
 }
 
 /// `C-<id>: db/user@addr` from a client span's stored fields.
+#[cfg(test)]
 fn client_prefix(fields: &str) -> String {
+    conn_prefix('C', fields)
+}
+
+/// `C-<id>: db/user@addr` (a client span) or `S-<id>: db/user@addr` (a server span, whose
+/// address is the server's) from the span's stored fields.
+fn conn_prefix(kind: char, fields: &str) -> String {
     let get = |key: &str| {
         fields
             .split(SEP)
             .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
     };
     format!(
-        "C-{}: {}/{}@{}",
+        "{kind}-{}: {}/{}@{}",
         get("id").unwrap_or("?"),
         get("db").unwrap_or("(nodb)"),
         get("user").unwrap_or("(nouser)"),
@@ -157,14 +164,23 @@ where
         }
         write!(writer, "{} ", level_word(event.metadata().level()))?;
         if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
+            let spans: Vec<_> = scope.from_root().collect();
+            // a server event inside a client's span is the server's, as PgBouncer's `slog_*`
+            // names one socket: only the innermost connection span becomes the prefix
+            let innermost_conn = spans
+                .iter()
+                .rposition(|s| matches!(s.name(), "client" | "server"));
+            for (i, span) in spans.iter().enumerate() {
                 let ext = span.extensions();
                 let fields = ext
                     .get::<FormattedFields<PlainFields<K>>>()
                     .map(|f| f.fields.as_str())
                     .unwrap_or("");
-                if span.name() == "client" {
-                    write!(writer, "{} ", client_prefix(fields))?;
+                if matches!(span.name(), "client" | "server") {
+                    if Some(i) == innermost_conn {
+                        let kind = if span.name() == "client" { 'C' } else { 'S' };
+                        write!(writer, "{} ", conn_prefix(kind, fields))?;
+                    }
                 } else if fields.is_empty() {
                     write!(writer, "{}: ", span.name())?;
                 } else {

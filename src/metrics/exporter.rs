@@ -53,7 +53,7 @@ pub fn collect(app: &Shared, version: &str, out: &mut Families) {
 
 fn lists(app: &Shared, pools: &[Arc<Pool>], databases: usize, out: &mut Families) {
     let users: std::collections::BTreeSet<&str> =
-        pools.iter().map(|p| p.def.login_user.as_str()).collect();
+        pools.iter().map(|p| p.login_user.as_str()).collect();
     let servers: usize = pools
         .iter()
         .map(|p| p.server_count.load(std::sync::atomic::Ordering::Relaxed))
@@ -142,7 +142,7 @@ fn db_row(app: &Shared, db: &DatabaseDef, pools: &[Arc<Pool>]) -> DbRow {
     let s = &app.config().settings;
     let current: usize = pools
         .iter()
-        .filter(|p| p.def.db_name == db.name)
+        .filter(|p| p.db_name == db.name)
         .map(|p| p.server_count.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     DbRow {
@@ -252,7 +252,7 @@ pub fn totals_by_database(
         .map(|d| (d.to_string(), StatsTotals::default()))
         .collect();
     for p in pools {
-        *by_db.entry(p.def.db_name.clone()).or_default() += p.stats.totals();
+        *by_db.entry(p.db_name.clone()).or_default() += p.stats.totals();
     }
     by_db
 }
@@ -336,7 +336,7 @@ fn pool_gauges(pools: &[Arc<Pool>], clients: &[Arc<ClientEntry>], out: &mut Fami
         .iter()
         .map(|p| {
             let counts = PoolCounts::of(p, clients);
-            (p.def.db_name.as_str(), p.def.login_user.as_str(), counts)
+            (p.db_name.as_str(), p.login_user.as_str(), counts)
         })
         .collect();
     // SHOW POOLS always lists the admin console's own pool.

@@ -18,11 +18,7 @@ pub use http::Response;
 pub use login_failures::LoginFailures;
 
 /// What SHOW VERSION says and `pgbouncer_version_info` carries.
-pub const VERSION_STRING: &str = concat!(
-    "PgBouncer 1.25.2 (krbouncer ",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
+pub const VERSION_STRING: &str = crate::cli::VERSION_LINE;
 
 /// The app's registry and the counters kept in it.
 pub struct Metrics {

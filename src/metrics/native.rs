@@ -40,7 +40,7 @@ pub fn latency_histograms(app: &Shared, out: &mut Families) {
         let mut f = Family::histogram(name, help);
         for p in &pools {
             f.add_histogram(
-                &[("database", &p.def.db_name), ("user", &p.def.login_user)],
+                &[("database", &p.db_name), ("user", &p.login_user)],
                 &pick(&p.stats).snapshot(),
             );
         }

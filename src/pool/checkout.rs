@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
+use crate::pool::slots::Slot;
 
 use crate::auth::gss::GssRuntime;
 use crate::config::{PoolMode, ServerCheck};
@@ -48,7 +48,7 @@ pub enum CheckoutError {
 pub struct ServerGuard {
     pool: Arc<Pool>,
     conn: Option<Pooled>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 /// Counts a login in progress as `sv_login` until it ends.
@@ -68,7 +68,7 @@ impl Drop for LoginInFlight<'_> {
 }
 
 impl ServerGuard {
-    pub(super) fn new(pool: Arc<Pool>, conn: Pooled, slot: OwnedSemaphorePermit) -> ServerGuard {
+    pub(super) fn new(pool: Arc<Pool>, conn: Pooled, slot: Slot) -> ServerGuard {
         ServerGuard {
             pool,
             conn: Some(conn),
@@ -111,7 +111,7 @@ impl ServerGuard {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let def = &self.pool.def;
+        let def = self.pool.def();
         let entry = conn.entry().clone();
         entry.set_link(0);
         if !clean {
@@ -155,8 +155,9 @@ impl ServerGuard {
     }
 }
 
+/// `server_lifetime = 0` means "use once, then close", as in PgBouncer (not "forever").
 fn expired(conn: &ServerConn, lifetime: Duration, now: Instant) -> bool {
-    !lifetime.is_zero() && now.saturating_duration_since(conn.created) >= lifetime
+    now.saturating_duration_since(conn.created) >= lifetime
 }
 
 impl Pool {
@@ -195,20 +196,20 @@ impl Pool {
                 }
                 let entry = conn.entry().clone();
                 let now = Instant::now();
-                if expired(&conn, self.def.server_lifetime, now) || entry.close_needed() {
+                if expired(&conn, self.def().server_lifetime, now) || entry.close_needed() {
                     continue;
                 }
                 // `<empty>` (the default) is an empty Query message, not that text
-                let check = ServerCheck::parse(&self.def.server_check_query).sql();
+                let def = self.def();
+                let check = ServerCheck::parse(&def.server_check_query).sql();
                 if let (Some(sql), true) = (
                     check,
-                    now.saturating_duration_since(conn.last_used) >= self.def.server_check_delay,
+                    now.saturating_duration_since(conn.last_used) >= def.server_check_delay,
                 ) {
                     self.servers.transition(&entry, ServerState::Tested);
                     // boxed, here and for the other rare paths below: the client task's future
                     // is as large as its largest state, and every connected client holds it
-                    let checked =
-                        Box::pin(run_simple(&mut conn, sql, self.def.server_connect_timeout));
+                    let checked = Box::pin(run_simple(&mut conn, sql, def.server_connect_timeout));
                     if let Err(e) = checked.await {
                         tracing::info!(server = conn.id, error = %e, "server check failed, closing");
                         continue;
@@ -223,7 +224,7 @@ impl Pool {
                 };
                 return Ok((guard, now));
             }
-            let conn = match Box::pin(self.open_server(up, started, None)).await {
+            let conn = match Box::pin(self.open_server(up, started, true, None)).await {
                 Ok(Some(conn)) => conn,
                 Ok(None) => continue,
                 Err(e @ (CheckoutError::Login(_) | CheckoutError::LoginRetry(_)))
@@ -246,36 +247,39 @@ impl Pool {
         }
     }
 
-    pub(super) async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, CheckoutError> {
-        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+    pub(super) async fn acquire_slot(&self) -> Result<Slot, CheckoutError> {
+        if let Ok(p) = self.slots.try_acquire() {
             return Ok(p);
         }
-        let reserve_size = self.def.reserve_pool_size;
-        let reserve_after = self.def.reserve_pool_timeout;
+        let def = self.def();
+        let reserve_after = def.reserve_pool_timeout;
         let wait = async {
             tokio::select! {
-                p = self.slots.clone().acquire_owned() => p,
+                p = self.slots.acquire() => p,
                 p = async {
-                    if reserve_size == 0 {
-                        std::future::pending::<()>().await;
-                    }
+                    // a reserve_pool_size set to 0 has no permits: this waits forever
                     tokio::time::sleep(reserve_after).await;
-                    tracing::info!(db = %self.def.db_name, "taking connection from reserve_pool");
-                    self.reserve.clone().acquire_owned().await
+                    let p = self.reserve.acquire().await;
+                    // once per reserve connection taken (PgBouncer's warning), not per waiter
+                    tracing::warn!(db = %self.db_name, "taking connection from reserve_pool");
+                    p
                 } => p,
             }
         };
-        bounded_wait(self.def.query_wait_timeout, wait).await
+        bounded_wait(def.query_wait_timeout, wait).await
     }
 
     /// Opens and logs in a server, respecting `server_login_retry` and the db/user limits;
     /// None when, while waiting at a limit, a server of this pool came back idle.
+    /// `for_client = false` (the `min_pool_size` fill) never waits at a limit nor closes
+    /// another pool's server for its budget: the pool then stays below `min_pool_size`.
     /// `replication` is a walsender's whole set of extra startup parameters
     /// (`pool/replication.rs`): its login failure concerns only its own client.
     pub(super) async fn open_server(
         self: &Arc<Self>,
         up: &Upstream<'_>,
         waiting_since: Instant,
+        for_client: bool,
         replication: Option<&[(String, String)]>,
     ) -> Result<Option<Pooled>, CheckoutError> {
         if let (Some((failed_at, error)), None) = (self.recent_login_failure(), replication) {
@@ -286,12 +290,20 @@ impl Pool {
             }
             return Err(CheckoutError::LoginRetry(error.message.to_string()));
         }
+        let def = self.def();
         let mut permits = Vec::new();
         for (limit, which) in [
             (&self.db_limit, LimitKind::Db),
             (&self.user_limit, LimitKind::User),
         ] {
             if let Some(sem) = limit {
+                if !for_client {
+                    match sem.clone().try_acquire_owned() {
+                        Ok(p) => permits.push(p),
+                        Err(_) => return Ok(None),
+                    }
+                    continue;
+                }
                 match self.wait_limit(sem, which, up.registry).await? {
                     LimitWait::Permit(p) => permits.push(p),
                     LimitWait::OwnIdle => return Ok(None),
@@ -299,31 +311,31 @@ impl Pool {
             }
         }
         let i = self.next_address_index();
-        let address = &self.def.addresses[i % self.def.addresses.len()];
-        let target = self.def.gss_targets.get(i).and_then(|t| t.as_ref());
+        let address = &def.addresses[i % def.addresses.len()];
+        let target = def.gss_targets.get(i).and_then(|t| t.as_ref());
         if let Some(t) = target {
-            if self.def.gss_negotiate != crate::server::gss_login::GssNegotiate::Disable
+            if def.gss_negotiate != crate::server::gss_login::GssNegotiate::Disable
                 && !self.spn_logged.swap(true, Ordering::Relaxed)
             {
-                tracing::info!(db = %self.def.db_name, spn = %t, "GSSAPI service principal for this pool");
+                tracing::info!(db = %self.db_name, spn = %t, "GSSAPI service principal for this pool");
             }
         }
         let scram_keys = self.scram_keys();
         let secret = self.login_secret();
         let spec = ConnectSpec {
             address,
-            user: &self.def.login_user,
-            database: &self.def.dbname,
-            extra_params: replication.unwrap_or(&self.def.extra_params),
+            user: &self.login_user,
+            database: &def.dbname,
+            extra_params: replication.unwrap_or(&def.extra_params),
             secret: secret.as_ref(),
             scram_keys,
-            gss_negotiate: self.def.gss_negotiate,
-            gssencmode: self.def.gssencmode,
+            gss_negotiate: def.gss_negotiate,
+            gssencmode: def.gssencmode,
             gss_target: target,
             gss_runtime: up.gss,
-            sslmode: self.def.sslmode,
+            sslmode: def.sslmode,
             tls: up.tls.as_ref(),
-            connect_timeout: self.def.server_connect_timeout,
+            connect_timeout: def.server_connect_timeout,
             tcp: up.tcp,
         };
         let started = Instant::now();
@@ -349,20 +361,30 @@ impl Pool {
                     self.set_welcome_once(&conn.params);
                 }
                 // PgBouncer logs this only with log_connections; -v still shows it
-                if self.def.log_connections {
-                    tracing::info!(
-                        db = %self.def.db_name, user = %self.def.login_user, server = conn.id,
-                        %address, transport = conn.stream.transport_name(),
-                        gss = connected.gss_authenticated,
-                        ms = started.elapsed().as_millis() as u64, "new server connection"
-                    );
+                if def.log_connections {
+                    // PgBouncer's line, under the server's own `S-<id>: db/user@host:port`
+                    let local = entry.local_addr_text();
+                    let ms = started.elapsed().as_millis() as u64;
+                    self.server_span(conn.id, address).in_scope(|| match local {
+                        Some(from) => tracing::info!(
+                            transport = conn.stream.transport_name(),
+                            gss = connected.gss_authenticated,
+                            ms,
+                            "new connection to server (from {from})"
+                        ),
+                        None => tracing::info!(
+                            transport = conn.stream.transport_name(),
+                            gss = connected.gss_authenticated,
+                            ms,
+                            "new connection to server"
+                        ),
+                    });
                 } else {
                     tracing::debug!(server = conn.id, %address, "new server connection");
                 }
-                if let Some(q) = &self.def.connect_query {
-                    if let Err(e) = run_simple(&mut conn, q, self.def.server_connect_timeout).await
-                    {
-                        tracing::warn!(db = %self.def.db_name, error = %e, "connect_query failed");
+                if let Some(q) = &def.connect_query {
+                    if let Err(e) = run_simple(&mut conn, q, def.server_connect_timeout).await {
+                        tracing::warn!(db = %self.db_name, error = %e, "connect_query failed");
                     }
                 }
                 Ok(Some(conn))
@@ -370,31 +392,41 @@ impl Pool {
             Err(e) if replication.is_some() => Err(super::replication::login_failed(&e, started)),
             Err(e) => {
                 let for_client = client_facing(&e);
-                if matches!(e, ConnectError::Socket { .. }) {
+                let dns = matches!(&e, ConnectError::Socket { source, .. }
+                    if crate::server::address::is_dns_failure(source));
+                if dns {
+                    tracing::warn!(
+                        db = %self.db_name, user = %self.login_user, %address, error = %e,
+                        "closing because: server DNS lookup failed"
+                    );
+                } else if matches!(e, ConnectError::Socket { .. }) {
                     // PgBouncer's wording for a server it cannot reach
                     tracing::warn!(
-                        db = %self.def.db_name, user = %self.def.login_user, %address, error = %e,
+                        db = %self.db_name, user = %self.login_user, %address, error = %e,
                         "closing because: connect failed"
                     );
                 } else if let ConnectError::Login(LoginError::Server(fields)) = &e {
                     // PgBouncer's kill_pool_logins_server_error wording, then the server's
                     // disconnect_server line
                     tracing::warn!(
-                        db = %self.def.db_name, user = %self.def.login_user, %address,
+                        db = %self.db_name, user = %self.login_user, %address,
                         "server login failed: {} {}", fields.severity, fields.message
                     );
-                    if self.def.log_disconnections {
+                    if def.log_disconnections {
                         tracing::info!(
-                            db = %self.def.db_name, user = %self.def.login_user, %address,
+                            db = %self.db_name, user = %self.login_user, %address,
                             "closing because: {} (age=0s)", fields.message
                         );
                     }
                 } else {
                     tracing::warn!(
-                        db = %self.def.db_name, user = %self.def.login_user, %address,
+                        db = %self.db_name, user = %self.login_user, %address,
                         spn = target.map(|t| t.to_string()).unwrap_or_default(),
                         "server login failed: {e}"
                     );
+                }
+                if matches!(e, ConnectError::Socket { .. } | ConnectError::Timeout) {
+                    self.address_failed(i);
                 }
                 self.record_login_result(Some(for_client.clone()));
                 self.set_server_away(super::login_retry::server_away(&e));
@@ -403,13 +435,28 @@ impl Pool {
         }
     }
 
+    /// The `server` span PgBouncer's `S-<id>: db/user@host:port` log prefix comes from.
+    pub(crate) fn server_span(
+        &self,
+        id: u64,
+        address: &crate::server::address::ServerAddress,
+    ) -> tracing::Span {
+        tracing::info_span!(
+            "server",
+            id,
+            db = %self.db_name,
+            user = %self.login_user,
+            addr = %address
+        )
+    }
+
     /// Opens servers until `min_pool_size` exist (janitor), without blocking on slots.
     pub(crate) async fn fill_min(self: &Arc<Self>, up: &Upstream<'_>) {
-        while self.server_count.load(Ordering::Relaxed) < self.def.min_pool_size {
-            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+        while self.server_count.load(Ordering::Relaxed) < self.def().min_pool_size {
+            let Ok(slot) = self.slots.try_acquire() else {
                 return;
             };
-            match self.open_server(up, Instant::now(), None).await {
+            match self.open_server(up, Instant::now(), false, None).await {
                 Ok(Some(mut conn)) => {
                     conn.last_used = Instant::now();
                     self.servers.transition(conn.entry(), ServerState::Idle);
@@ -470,8 +517,8 @@ fn client_facing(e: &ConnectError) -> PoolerError {
 /// Waits for a permit for at most `query_wait_timeout` (0 = forever).
 async fn bounded_wait(
     limit: Duration,
-    wait: impl std::future::Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>>,
-) -> Result<OwnedSemaphorePermit, CheckoutError> {
+    wait: impl std::future::Future<Output = Result<Slot, tokio::sync::AcquireError>>,
+) -> Result<Slot, CheckoutError> {
     let permit = if limit.is_zero() {
         wait.await
     } else {

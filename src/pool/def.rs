@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::auth::gss::{GssTarget, target_name};
 use crate::auth::secret::Secret;
+use crate::config::enums::LoadBalanceHosts;
 use crate::config::{Config, DatabaseDef, GssEncMode, PoolMode, SslMode};
 use crate::server::address::ServerAddress;
 use crate::server::gss_login::GssNegotiate;
@@ -17,6 +18,8 @@ pub struct PoolDef {
     /// The database name sent to the server.
     pub dbname: String,
     pub addresses: Vec<ServerAddress>,
+    /// `disable`: stay on one host of a list until a connect to it fails.
+    pub load_balance_hosts: LoadBalanceHosts,
     /// GSSAPI target per address (None where none can be formed, e.g. unix sockets).
     pub gss_targets: Vec<Option<GssTarget>>,
     /// The role krbouncer logs in as.
@@ -53,6 +56,25 @@ pub struct PoolDef {
 }
 
 impl PoolDef {
+    /// Whether `other` opens the same server connections as this definition: everything but
+    /// the sizes and timeouts, which a live pool takes over in place (`Pool::update_def`), as
+    /// PgBouncer reads them from its settings at each use.
+    pub(crate) fn same_connections(&self, other: &PoolDef) -> bool {
+        let key = |d: &PoolDef| {
+            format!(
+                "{:?}",
+                (
+                    (&d.db_name, &d.dbname, &d.addresses, &d.gss_targets),
+                    d.load_balance_hosts,
+                    (&d.login_user, d.forced_user, &d.secret, &d.extra_params),
+                    (d.max_db_connections, d.max_user_connections),
+                    (&d.connect_query, d.gss_negotiate, d.gssencmode, d.sslmode),
+                )
+            )
+        };
+        key(self) == key(other)
+    }
+
     /// Resolves the pool for clients of `db` logging in as `client_user`.
     pub(crate) fn resolve(config: &Config, db: &DatabaseDef, client_user: &str) -> PoolDef {
         let s = &config.settings;
@@ -103,6 +125,7 @@ impl PoolDef {
             db_name: db.name.clone(),
             dbname: db.dbname.clone(),
             addresses,
+            load_balance_hosts: db.load_balance_hosts,
             gss_targets,
             pool_mode: config.pool_mode_for(db, client_user),
             pool_size: config.pool_size_for(db, client_user) as usize,

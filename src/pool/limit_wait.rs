@@ -34,8 +34,8 @@ impl Pool {
     /// same); true if one was closed.
     fn close_idle_sharing(&self, which: LimitKind, registry: &PoolRegistry) -> bool {
         match which {
-            LimitKind::Db => registry.close_idle_in_db(&self.def.db_name),
-            LimitKind::User => registry.close_idle_of_user(&self.def.login_user),
+            LimitKind::Db => registry.close_idle_in_db(&self.db_name),
+            LimitKind::User => registry.close_idle_of_user(&self.login_user),
         }
     }
 
@@ -67,7 +67,7 @@ impl Pool {
                 }
             }
         };
-        let limit = self.def.query_wait_timeout;
+        let limit = self.def().query_wait_timeout;
         if limit.is_zero() {
             wait.await
         } else {

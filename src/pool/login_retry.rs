@@ -49,10 +49,10 @@ impl Pool {
     /// that would pass the client's `query_wait_timeout` (counted from `since`); false then.
     pub(super) async fn wait_login_retry(&self, since: Instant) -> bool {
         let failed_at = lock(&self.login_failure).as_ref().map(|(at, _)| *at);
-        let retry_at = failed_at.unwrap_or_else(Instant::now) + self.def.server_login_retry;
+        let retry_at = failed_at.unwrap_or_else(Instant::now) + self.def().server_login_retry;
         // never spin: at least a short pause between attempts
         let retry_at = retry_at.max(Instant::now() + Duration::from_millis(10));
-        let limit = self.def.query_wait_timeout;
+        let limit = self.def().query_wait_timeout;
         if !limit.is_zero() && retry_at >= since + limit {
             return false;
         }

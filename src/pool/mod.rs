@@ -13,10 +13,11 @@ pub mod peers;
 pub mod pooled;
 pub mod registry;
 mod replication;
+mod slots;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
@@ -33,16 +34,18 @@ pub use registry::PoolRegistry;
 use state::lock;
 pub use state::{DbControl, ServerEntry, ServerSet, ServerState};
 
-/// Semaphore size standing for "unlimited" (`pool_size = 0`).
-const UNLIMITED: usize = Semaphore::MAX_PERMITS >> 4;
-
 /// One pool. Usage slots (`pool_size`) are a fair semaphore, so waiting clients are served
 /// first come, first served; a slot holder takes an idle server or opens one, which keeps
 /// `active + idle <= pool_size + reserve` without counting by hand.
 pub struct Pool {
-    pub def: PoolDef,
-    slots: Arc<Semaphore>,
-    reserve: Arc<Semaphore>,
+    /// The database name clients use (`def().db_name`, which never changes for a pool).
+    pub db_name: String,
+    /// The role the pool logs in as (`def().login_user`, fixed for a pool).
+    pub login_user: String,
+    /// Swapped in place by SET / RELOAD when only sizes and timeouts changed.
+    def: RwLock<Arc<PoolDef>>,
+    slots: slots::Slots,
+    reserve: slots::Slots,
     /// Idle servers, most recently used last (taken LIFO, as PgBouncer does by default).
     idle: Mutex<Vec<Pooled>>,
     welcome: Mutex<Option<Arc<ParamSet>>>,
@@ -72,12 +75,10 @@ pub struct Pool {
     /// Process-wide PAUSE (PAUSE without a database, SIGUSR1).
     pub global: Arc<DbControl>,
     spn_logged: AtomicBool,
+    /// A janitor task is filling `min_pool_size` (one at a time).
+    filling: AtomicBool,
     db_limit: Option<Arc<Semaphore>>,
     user_limit: Option<Arc<Semaphore>>,
-}
-
-fn semaphore_for(size: usize) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(if size == 0 { UNLIMITED } else { size }))
 }
 
 impl Pool {
@@ -89,9 +90,11 @@ impl Pool {
         global: Arc<DbControl>,
     ) -> Pool {
         Pool {
-            slots: semaphore_for(def.pool_size),
-            reserve: Arc::new(Semaphore::new(def.reserve_pool_size)),
-            def,
+            slots: slots::Slots::new(def.pool_size, true),
+            reserve: slots::Slots::new(def.reserve_pool_size, false),
+            db_name: def.db_name.clone(),
+            login_user: def.login_user.clone(),
+            def: RwLock::new(Arc::new(def)),
             idle: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
             login_failure: Mutex::new(None),
@@ -108,9 +111,24 @@ impl Pool {
             db,
             global,
             spn_logged: AtomicBool::new(false),
+            filling: AtomicBool::new(false),
             db_limit,
             user_limit,
         }
+    }
+
+    /// The pool's current settings.
+    pub fn def(&self) -> Arc<PoolDef> {
+        self.def.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies a definition that differs from the current one only in what
+    /// [`PoolDef::same_connections`] lets change in place: the sizes take effect at once
+    /// (clients already waiting get the new slots), the rest at the next checkout.
+    pub fn update_def(&self, new: PoolDef) {
+        self.slots.resize(new.pool_size, true);
+        self.reserve.resize(new.reserve_pool_size, false);
+        *self.def.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
     }
 
     /// The ParameterStatus set clients get at login, once a server has logged in.
@@ -141,7 +159,7 @@ impl Pool {
 
     /// The secret server logins use: the configured one, else the one auth_query fetched.
     pub(crate) fn login_secret(&self) -> Option<Secret> {
-        self.def
+        self.def()
             .secret
             .clone()
             .or_else(|| lock(&self.fetched_secret).clone())
@@ -171,6 +189,15 @@ impl Pool {
         self.drain_idle_where(|c| c.entry().close_needed()).len()
     }
 
+    /// Claims the `min_pool_size` fill; false if one is already running.
+    pub(crate) fn start_filling(&self) -> bool {
+        !self.filling.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn done_filling(&self) {
+        self.filling.store(false, Ordering::Release);
+    }
+
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
     }
@@ -181,7 +208,7 @@ impl Pool {
 
     /// Whether a checkout now would have to wait: every `pool_size` slot is in use.
     pub(crate) fn would_wait(&self) -> bool {
-        self.slots.available_permits() == 0
+        self.slots.available() == 0
     }
 
     pub fn idle_count(&self) -> usize {
@@ -237,7 +264,7 @@ impl Pool {
     fn recent_login_failure(&self) -> Option<(Instant, PoolerError)> {
         let f = lock(&self.login_failure);
         match &*f {
-            Some((at, e)) if at.elapsed() < self.def.server_login_retry => Some((*at, e.clone())),
+            Some((at, e)) if at.elapsed() < self.def().server_login_retry => Some((*at, e.clone())),
             _ => None,
         }
     }
@@ -246,9 +273,35 @@ impl Pool {
         *lock(&self.login_failure) = failure.map(|m| (Instant::now(), m));
     }
 
+    /// Which host of the list the next connect uses: the next one (`round-robin`) or the
+    /// current one (`disable`, moved on by [`Pool::address_failed`]).
     fn next_address_index(&self) -> usize {
-        let n = self.def.addresses.len().max(1);
-        self.next_address.fetch_add(1, Ordering::Relaxed) % n
+        let def = self.def();
+        let n = def.addresses.len().max(1);
+        let i = match def.load_balance_hosts {
+            crate::config::enums::LoadBalanceHosts::RoundRobin => {
+                self.next_address.fetch_add(1, Ordering::Relaxed)
+            }
+            crate::config::enums::LoadBalanceHosts::Disable => {
+                self.next_address.load(Ordering::Relaxed)
+            }
+        };
+        i % n
+    }
+
+    /// A connect to host `i` failed: with `load_balance_hosts = disable` the next connect
+    /// tries the following host, as PgBouncer does.
+    fn address_failed(&self, i: usize) {
+        let def = self.def();
+        if def.load_balance_hosts == crate::config::enums::LoadBalanceHosts::Disable {
+            let n = def.addresses.len().max(1);
+            let _ = self.next_address.compare_exchange(
+                i,
+                (i + 1) % n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 }
 

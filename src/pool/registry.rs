@@ -42,7 +42,9 @@ impl PoolRegistry {
         if let Some(p) = pools.get(&key) {
             return p.clone();
         }
-        let def = PoolDef::resolve(config, db, client_user);
+        // [users] settings of the pool's user apply: the forced user's, not the client's
+        // (PgBouncer's `pool->user_credentials->global_user`)
+        let def = PoolDef::resolve(config, db, &login_user);
         let db_limit = limit(&self.db_limits, &db.name, def.max_db_connections);
         let user_limit = limit(&self.user_limits, &login_user, def.max_user_connections);
         let control = self.db_control(&db.name);
@@ -83,6 +85,19 @@ impl PoolRegistry {
         }
     }
 
+    /// Creates the pools of forced-user databases with a `min_pool_size` (PgBouncer has them
+    /// from config load on, so the janitor fills them before any client comes, also for
+    /// databases a reload added).
+    pub(crate) fn ensure_forced_min_pools(&self, config: &Config) {
+        for db in config.databases.values() {
+            if let Some(user) = &db.user {
+                if config.min_pool_size_for(db) > 0 {
+                    self.get_or_create(config, db, user);
+                }
+            }
+        }
+    }
+
     /// The PAUSE/DISABLE switches of database `name`, created on first use.
     pub(crate) fn db_control(&self, name: &str) -> Arc<DbControl> {
         lock(&self.db_controls)
@@ -98,10 +113,7 @@ impl PoolRegistry {
 
     /// Pools of database `db`.
     pub fn pools_of_db(&self, db: &str) -> Vec<Arc<Pool>> {
-        self.all()
-            .into_iter()
-            .filter(|p| p.def.db_name == db)
-            .collect()
+        self.all().into_iter().filter(|p| p.db_name == db).collect()
     }
 
     /// Replaces a pool whose definition changed on reload: the old pool stays alive for the
@@ -118,8 +130,8 @@ impl PoolRegistry {
     pub(crate) fn all_sorted(&self) -> Vec<Arc<Pool>> {
         let mut v = self.all();
         v.sort_by(|a, b| {
-            (a.def.db_name.as_str(), a.def.login_user.as_str())
-                .cmp(&(b.def.db_name.as_str(), b.def.login_user.as_str()))
+            (a.db_name.as_str(), a.login_user.as_str())
+                .cmp(&(b.db_name.as_str(), b.login_user.as_str()))
         });
         v
     }
@@ -132,14 +144,14 @@ impl PoolRegistry {
     pub(crate) fn close_idle_in_db(&self, db: &str) -> bool {
         self.all()
             .iter()
-            .filter(|p| p.def.db_name == db)
+            .filter(|p| p.db_name == db)
             .any(|p| p.close_one_idle())
     }
 
     pub(crate) fn close_idle_of_user(&self, user: &str) -> bool {
         self.all()
             .iter()
-            .filter(|p| p.def.login_user == user)
+            .filter(|p| p.login_user == user)
             .any(|p| p.close_one_idle())
     }
 }

@@ -26,12 +26,12 @@ impl Pool {
         let slot = self.acquire_slot().await?;
         // Every active server holds a slot and so does this client, so a full pool has idle
         // servers to give up.
-        while self.def.pool_size > 0
-            && self.server_count.load(Ordering::Relaxed) >= self.def.pool_size
+        while self.def().pool_size > 0
+            && self.server_count.load(Ordering::Relaxed) >= self.def().pool_size
             && self.close_one_idle_logged("evicted")
         {}
         loop {
-            match Box::pin(self.open_server(up, Instant::now(), Some(startup))).await? {
+            match Box::pin(self.open_server(up, Instant::now(), true, Some(startup))).await? {
                 Some(conn) => {
                     self.stats.record_assignment();
                     return Ok(ServerGuard::new(self.clone(), conn, slot));
@@ -51,7 +51,7 @@ impl Pool {
         match closed {
             Some(conn) => {
                 tracing::info!(
-                    db = %self.def.db_name, user = %self.def.login_user, server = conn.id,
+                    db = %self.db_name, user = %self.login_user, server = conn.id,
                     "closing because: {reason} (age={}s)", conn.created.elapsed().as_secs()
                 );
                 true

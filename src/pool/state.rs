@@ -166,6 +166,11 @@ impl ServerEntry {
         }
     }
 
+    /// `127.0.0.1:40888`: the pooler's end of a TCP server connection (None on unix sockets).
+    pub(crate) fn local_addr_text(&self) -> Option<String> {
+        (!self.local_addr.is_empty()).then(|| format!("{}:{}", self.local_addr, self.local_port))
+    }
+
     pub(crate) fn state(&self) -> ServerState {
         // invariant: only ServerState values are stored
         ServerState::try_from(self.state.load(Ordering::Relaxed))

@@ -90,11 +90,15 @@ impl ServerAddress {
 
 /// Connects to the first address of `host` that accepts, as `TcpStream::connect` does.
 async fn connect_tcp(host: &str, port: u16, socket_buffer: u32) -> std::io::Result<TcpStream> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), DnsLookupFailed(e)))?
+        .collect();
     if socket_buffer == 0 {
-        return TcpStream::connect((host, port)).await;
+        return TcpStream::connect(&addrs[..]).await;
     }
     let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
+    for addr in addrs {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -122,6 +126,18 @@ impl fmt::Display for ServerAddress {
             ServerAddress::Unix { dir, port } => write!(f, "{}", Self::socket_path(dir, *port)),
         }
     }
+}
+
+/// The host name did not resolve (PgBouncer: "server DNS lookup failed"); the source of the
+/// `io::Error` [`ServerAddress::connect`] returns then.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS lookup failed: {0}")]
+pub struct DnsLookupFailed(#[source] pub std::io::Error);
+
+/// Whether a connect error is a failed DNS lookup.
+pub(crate) fn is_dns_failure(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<DnsLookupFailed>())
 }
 
 /// A freshly opened socket, before any TLS or GSS negotiation.

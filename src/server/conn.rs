@@ -11,7 +11,14 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids for clients and servers alike, from one counter as PgBouncer numbers its sockets (SHOW
+/// SOCKETS, SHOW CLIENTS and SHOW SERVERS `id`, the `C-<id>` / `S-<id>` log prefixes).
+static NEXT_SOCKET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The next socket id (clients take theirs at accept, servers at login).
+pub fn next_socket_id() -> u64 {
+    NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Where and how to send a CancelRequest for the query running on a server connection.
 #[derive(Clone, Debug)]
@@ -49,7 +56,7 @@ impl ServerConn {
     ) -> ServerConn {
         let now = Instant::now();
         ServerConn {
-            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            id: next_socket_id(),
             stream,
             rbuf,
             params,

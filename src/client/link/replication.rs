@@ -63,7 +63,7 @@ pub(crate) async fn welcome_and_run(
 ) -> Result<String, ClientError> {
     let started = Instant::now();
     entry.start_waiting();
-    let params = startup_params(&pool.def.extra_params, &req);
+    let params = startup_params(&pool.def().extra_params, &req);
     let upstream = app.upstream();
     let checkout = tokio::select! {
         r = pool.checkout_replication(&upstream, &params) => r,

@@ -154,7 +154,7 @@ enum Idle {
 
 impl Session<'_> {
     fn mode(&self) -> PoolMode {
-        self.pool.def.pool_mode
+        self.pool.def().pool_mode
     }
 
     /// Serves the client until it leaves; returns why it ended (for "closing because: ...").
@@ -164,6 +164,8 @@ impl Session<'_> {
             // the server that logged in for the welcome is not this client's until it asks
             if let Some(g) = linked.take() {
                 g.release(true).await;
+                // SHOW CLIENTS: a client without a server is `idle`, not `active`
+                self.entry.unlinked();
             }
         }
         loop {
@@ -247,14 +249,14 @@ impl Session<'_> {
             return;
         }
         let config = self.app.config();
-        let Some(db) = config.database_for(&self.pool.def.db_name) else {
+        let Some(db) = config.database_for(&self.pool.db_name) else {
             return;
         };
         let pool = self.app.pools.get_or_create(&config, &db, &self.entry.user);
         if Arc::ptr_eq(&pool, &self.pool) {
             return;
         }
-        tracing::info!(db = %pool.def.db_name, "client moves to the reloaded pool");
+        tracing::info!(db = %pool.db_name, "client moves to the reloaded pool");
         self.entry.move_to(pool.clone());
         self.pool = pool;
         self.limits = SessionLimits::resolve(&config, &self.entry.user);
@@ -328,7 +330,7 @@ impl Session<'_> {
     /// Brings the server's tracked parameters in line with the client's, invisibly; the
     /// client then holds the server's spelling of each value.
     async fn sync_params(&mut self, guard: &mut ServerGuard) -> Result<(), ClientError> {
-        let timeout = self.pool.def.server_connect_timeout;
+        let timeout = self.pool.def().server_connect_timeout;
         let conn = guard.conn();
         if let Some(sql) = sync_query(&self.params, &conn.params) {
             // boxed: rare, and kept out of the size of every client's task
