@@ -112,6 +112,7 @@ async fn pg_basebackup_and_pg_receivewal_work_through_the_pooler() {
             "--dbname",
             &conninfo,
             "--slot=through_pooler",
+            "--verbose",
             "--directory",
         ])
         .arg(&wal)
@@ -119,7 +120,14 @@ async fn pg_basebackup_and_pg_receivewal_work_through_the_pooler() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // an idle cluster may have no WAL past the position streaming starts at: write some
+    // (and switch segments) about once a second until the first file appears
+    let mut polls = 0u32;
     let streaming = common::wait::until(Duration::from_secs(20), || {
+        polls += 1;
+        if polls % 50 == 1 {
+            pg.psql_super("CREATE TABLE IF NOT EXISTS wal_noise (i int); INSERT INTO wal_noise VALUES (1); SELECT pg_switch_wal()");
+        }
         std::fs::read_dir(&wal).unwrap().next().is_some()
     });
     let pid = nix::unistd::Pid::from_raw(receiver.id() as i32);
