@@ -5,7 +5,6 @@
 //! reused. Session pooling applies whatever the pool's mode.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -15,9 +14,9 @@ use crate::client::startup::StartupRequest;
 use crate::client::welcome::finish_welcome;
 use crate::net::relay::{Dir, Pump, RelayEnd, Verdict, Watcher, relay};
 use crate::net::stream::ClientStream;
+use crate::pool::Pool;
 use crate::pool::cancel::CancelShow;
 use crate::pool::clients::ClientEntry;
-use crate::pool::{CheckoutError, Pool};
 use crate::protocol::backend;
 use crate::protocol::pooler_errors::SERVER_CONN_CRASHED;
 use crate::shared::Shared;
@@ -61,7 +60,6 @@ pub(crate) async fn welcome_and_run(
     req: StartupRequest,
     entry: Arc<ClientEntry>,
 ) -> Result<String, ClientError> {
-    let started = Instant::now();
     entry.start_waiting();
     let params = startup_params(&pool.def().extra_params, &req);
     let upstream = app.upstream();
@@ -71,15 +69,9 @@ pub(crate) async fn welcome_and_run(
     };
     let mut guard = match checkout {
         Ok(g) => g,
-        Err(e) => {
-            if matches!(e, CheckoutError::Login(_)) {
-                tracing::info!(
-                    "closing because: {e} (age={}s)",
-                    started.elapsed().as_secs()
-                );
-            }
-            return Err(checkout_error(e));
-        }
+        // the client's "closing because" line is logged by `client::serve` with every login
+        // error (the server's by `pool/replication.rs`)
+        Err(e) => return Err(checkout_error(e)),
     };
     guard.link_client(entry.id);
     entry.linked(guard.server_id());
