@@ -185,6 +185,8 @@ class Env:
         p = self.path(name)
         with open(p, "w") as f:
             f.write(text)
+        # owner-only, as an operator keeps users.txt (krbouncer warns about readable ones)
+        os.chmod(p, 0o600)
         if self.as_root:
             shutil.chown(p, user="postgres")
         return p

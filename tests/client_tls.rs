@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,76 +14,12 @@ use std::time::Duration;
 use common::bouncer::{Bouncer, BouncerConfig, run_expect_fail, run_to_exit, write_config};
 use common::client::Failure;
 use common::pg::{self, PgCluster};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use common::pki::Pki;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const USER: &str = pg::TRUST_USER;
 const PASS: &str = pg::TRUST_PASS;
-
-/// A throw-away CA with its files in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "krbouncer test CA");
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).expect("CA cert");
-        std::fs::write(dir.path().join("ca.pem"), cert.pem()).expect("write CA");
-        Pki {
-            dir,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.path("ca.pem")
-    }
-
-    /// Issues a certificate; writes `<name>.crt` and `<name>.key`.
-    fn issue(&self, name: &str, cn: &str, server: bool) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        if server {
-            params.subject_alt_names = vec![
-                SanType::DnsName("localhost".try_into().expect("dns name")),
-                SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-            ];
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        let (crt, keyf) = (
-            self.path(&format!("{name}.crt")),
-            self.path(&format!("{name}.key")),
-        );
-        std::fs::write(&crt, cert.pem()).expect("write cert");
-        std::fs::write(&keyf, key.serialize_pem()).expect("write key");
-        (crt, keyf)
-    }
-}
 
 fn p(path: &Path) -> String {
     path.display().to_string()
@@ -171,7 +107,7 @@ async fn select_one(c: &tokio_postgres::Client) -> String {
 
 #[test]
 fn psql_verify_full_logs_in() {
-    let pki = Pki::new();
+    let pki = Pki::new("krbouncer test CA");
     let b = bouncer(&pki, &[("client_tls_sslmode", "require")]);
     let out = Command::new("psql")
         .arg("-X")
@@ -201,7 +137,7 @@ fn psql_verify_full_logs_in() {
 
 #[tokio::test]
 async fn tokio_postgres_over_rustls_and_require_refuses_plain() {
-    let pki = Pki::new();
+    let pki = Pki::new("krbouncer test CA");
     let b = bouncer(&pki, &[("client_tls_sslmode", "require")]);
     let (c, task) = connect_tls(&b, &pki, USER, PASS, None)
         .await
@@ -228,7 +164,7 @@ async fn tokio_postgres_over_rustls_and_require_refuses_plain() {
 
 #[tokio::test]
 async fn disable_answers_n_and_prefer_serves_both() {
-    let pki = Pki::new();
+    let pki = Pki::new("krbouncer test CA");
     let b = bouncer(&pki, &[("client_tls_sslmode", "disable")]);
     let e = connect_tls(&b, &pki, USER, PASS, None)
         .await
@@ -267,7 +203,7 @@ fn startup_packet(user: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn direct_tls_needs_alpn_postgresql() {
-    let pki = Pki::new();
+    let pki = Pki::new("krbouncer test CA");
     let b = bouncer(&pki, &[("client_tls_sslmode", "require")]);
     let name = ServerName::try_from("localhost").expect("name");
     // with ALPN: the first thing inside TLS is the StartupMessage; md5 challenge comes back
@@ -306,7 +242,7 @@ async fn direct_tls_needs_alpn_postgresql() {
 
 #[tokio::test]
 async fn cert_auth_takes_the_user_from_the_certificate_cn() {
-    let pki = Pki::new();
+    let pki = Pki::new("krbouncer test CA");
     let b = bouncer(
         &pki,
         &[("client_tls_sslmode", "verify-full"), ("auth_type", "cert")],
@@ -331,7 +267,7 @@ async fn cert_auth_takes_the_user_from_the_certificate_cn() {
 
 #[test]
 fn bad_tls_settings_are_refused_at_startup() {
-    let pki = Pki::new();
+    let pki = Pki::new("krbouncer test CA");
     let (crt, key) = pki.issue("server", "localhost", true);
     let pg = PgCluster::shared();
     for (extra, needle) in [
@@ -364,7 +300,7 @@ fn bad_tls_settings_are_refused_at_startup() {
 /// certificate, while a client connected before keeps its session.
 #[tokio::test]
 async fn certificate_swapped_on_sighup_keeps_connected_clients() {
-    let pki = Pki::new();
+    let pki = Pki::new("krbouncer test CA");
     let b = bouncer(&pki, &[("client_tls_sslmode", "require")]);
     let (before, _t) = connect_tls(&b, &pki, USER, PASS, None)
         .await
@@ -372,7 +308,7 @@ async fn certificate_swapped_on_sighup_keeps_connected_clients() {
     assert_eq!(select_one(&before).await, "1");
 
     // a new CA signs the renewed certificate, written over the configured files
-    let renewed = Pki::new();
+    let renewed = Pki::new("krbouncer test CA");
     let (crt, key) = renewed.issue("server", "localhost", true);
     std::fs::copy(&crt, pki.path("server.crt")).expect("swap cert");
     std::fs::copy(&key, pki.path("server.key")).expect("swap key");

@@ -15,7 +15,8 @@ use crate::protocol::pooler_errors::{
 /// loop handles a Terminate that arrived before a new login first; this keeps that order.
 const LEAVING_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// [`exceeded`], looked at again after [`LEAVING_GRACE`] before refusing.
+/// [`exceeded`], looked at again at each departure of another client for up to
+/// [`LEAVING_GRACE`] before refusing.
 pub async fn check(
     config: &Config,
     clients: &ClientRegistry,
@@ -26,13 +27,18 @@ pub async fn check(
         return Ok(());
     }
     let deadline = tokio::time::Instant::now() + LEAVING_GRACE;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        if exceeded(config, clients, database, user).is_none() {
+    loop {
+        let departure = clients.departure();
+        tokio::pin!(departure);
+        // registers the waiter now: a client leaving right after the look below wakes it
+        departure.as_mut().enable();
+        let Some(refusal) = exceeded(config, clients, database, user) else {
             return Ok(());
+        };
+        if tokio::time::timeout_at(deadline, departure).await.is_err() {
+            return Err(refusal);
         }
     }
-    exceeded(config, clients, database, user).map_or(Ok(()), Err)
 }
 
 /// The limit the client just registered for `database` as `user` would exceed, if any.
@@ -55,13 +61,10 @@ pub fn exceeded(
     if db_limit <= 0 && user_limit <= 0 {
         return None;
     }
-    let all = clients.snapshot();
-    let on_db = all.iter().filter(|c| c.database == database).count();
-    if db_limit > 0 && on_db > db_limit as usize {
+    if db_limit > 0 && clients.count_where(|c| c.database == database) > db_limit as usize {
         return Some(MAX_DB_CLIENT_CONNECTIONS);
     }
-    let of_user = all.iter().filter(|c| c.user == user).count();
-    if user_limit > 0 && of_user > user_limit as usize {
+    if user_limit > 0 && clients.count_where(|c| c.user == user) > user_limit as usize {
         return Some(MAX_USER_CLIENT_CONNECTIONS);
     }
     None

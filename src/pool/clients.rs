@@ -207,6 +207,8 @@ pub struct NewClient {
 #[derive(Default)]
 pub struct ClientRegistry {
     clients: Mutex<BTreeMap<u64, Arc<ClientEntry>>>,
+    /// Woken whenever a client leaves (a client over a connection limit waits on it).
+    left: tokio::sync::Notify,
 }
 
 /// Removes its client from the registry (and its pool's counts) when dropped.
@@ -223,6 +225,8 @@ impl Drop for Registration<'_> {
             pool.client_states.leave(self.entry.state() as usize);
             pool.client_count.fetch_sub(1, Ordering::Relaxed);
         }
+        drop(slot);
+        self.registry.left.notify_waiters();
     }
 }
 
@@ -262,6 +266,17 @@ impl ClientRegistry {
 
     pub fn get(&self, id: u64) -> Option<Arc<ClientEntry>> {
         self.lock().get(&id).cloned()
+    }
+
+    /// How many clients `pred` holds for, counted under the lock (no snapshot).
+    pub(crate) fn count_where(&self, pred: impl Fn(&ClientEntry) -> bool) -> usize {
+        self.lock().values().filter(|c| pred(c)).count()
+    }
+
+    /// Resolves at the next client's departure. Create it before looking at the counts, so a
+    /// departure between the look and the wait is not missed.
+    pub(crate) fn departure(&self) -> tokio::sync::futures::Notified<'_> {
+        self.left.notified()
     }
 
     /// Every client, by id.
@@ -324,5 +339,28 @@ mod tests {
         assert_eq!(e.message, "admin forced disconnect");
         drop(r);
         assert!(reg.get(3).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_departure_wakes_a_waiter_armed_before_it() {
+        let reg = ClientRegistry::default();
+        let r = reg.register(NewClient {
+            id: 4,
+            user: "u".into(),
+            database: "db".into(),
+            addrs: ClientAddrs::default(),
+            application_name: String::new(),
+            pool: None,
+        });
+        assert_eq!(reg.count_where(|c| c.user == "u"), 1);
+        let departure = reg.departure();
+        tokio::pin!(departure);
+        departure.as_mut().enable();
+        // the client leaves after the waiter looked and before it awaits: not missed
+        drop(r);
+        tokio::time::timeout(std::time::Duration::from_secs(5), departure)
+            .await
+            .expect("woken by the departure");
+        assert_eq!(reg.count_where(|c| c.user == "u"), 0);
     }
 }

@@ -1,6 +1,6 @@
-//! A throw-away certificate authority for TLS fault tests: server certificates for
-//! `localhost`/127.0.0.1, optionally valid only for a given window (a certificate that expires
-//! while krbouncer runs), with their files in a temp dir.
+//! A throw-away certificate authority for TLS tests: server certificates for
+//! `localhost`/127.0.0.1 and client certificates by CN, optionally valid only for a given
+//! window (a certificate that expires while krbouncer runs), with their files in a temp dir.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,16 +50,34 @@ impl Pki {
 
     /// A server certificate valid from a minute ago until `valid` from now.
     pub fn server_valid_for(&self, name: &str, valid: Duration) -> (PathBuf, PathBuf) {
+        self.issue_valid_for(name, "localhost", true, valid)
+    }
+
+    /// Issues a certificate valid for a year: a server one for localhost and 127.0.0.1, or a
+    /// client one for `cn`; writes `<name>.crt` and `<name>.key`.
+    pub fn issue(&self, name: &str, cn: &str, server: bool) -> (PathBuf, PathBuf) {
+        self.issue_valid_for(name, cn, server, Duration::from_secs(365 * 24 * 3600))
+    }
+
+    fn issue_valid_for(
+        &self,
+        name: &str,
+        cn: &str,
+        server: bool,
+        valid: Duration,
+    ) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.subject_alt_names = vec![
-            SanType::DnsName("localhost".try_into().expect("dns name")),
-            SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if server {
+            params.subject_alt_names = vec![
+                SanType::DnsName("localhost".try_into().expect("dns name")),
+                SanType::IpAddress("127.0.0.1".parse().expect("ip")),
+            ];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::minutes(1);
         params.not_after = now + valid;
