@@ -45,7 +45,7 @@ pub async fn reload(app: &Arc<Shared>) -> Result<(), ReloadError> {
     for w in &new.auth_file.warnings {
         tracing::warn!("{w}");
     }
-    let server_tls_changed = tls_fingerprint(&old) != tls_fingerprint(&new);
+    let server_tls_changed = server_tls_changed(&old, &new);
     reconcile_pools(app, &old, &new, server_tls_changed);
     app.set_config(new);
     for pool in app.pools.all() {
@@ -74,11 +74,23 @@ pub fn rebuild_client_tls(app: &Shared) -> Result<(), ClientTlsError> {
         .replace(&ClientTlsSettings::from_settings(&app.config().settings))
 }
 
-fn tls_fingerprint(c: &Config) -> String {
-    format!(
-        "{:?}",
-        crate::net::server_tls::settings::from_config(&c.settings)
-    )
+/// Whether the upstream TLS settings differ between two snapshots, as PgBouncer's
+/// `tls_change_requires_reconnect` decides: the sslmode, any `server_tls_*` value, or the
+/// contents of the CA, certificate or key file (a renewed file at the same path counts). Server
+/// connections made with the old settings are then closed (`close_needed`).
+pub(crate) fn server_tls_changed(old: &Config, new: &Config) -> bool {
+    tls_fingerprint(old) != tls_fingerprint(new)
+}
+
+fn tls_fingerprint(c: &Config) -> (String, [Option<Vec<u8>>; 3]) {
+    let settings = crate::net::server_tls::settings::from_config(&c.settings);
+    let contents = |p: &Option<std::path::PathBuf>| p.as_ref().and_then(|p| std::fs::read(p).ok());
+    let files = [
+        contents(&settings.ca_file),
+        contents(&settings.cert_file),
+        contents(&settings.key_file),
+    ];
+    (format!("{settings:?}"), files)
 }
 
 /// Rebuilds the upstream TLS connector from the current config (files are re-read, so renewed

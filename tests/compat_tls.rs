@@ -165,7 +165,9 @@ async fn server_ssl_via(
             "testdb = host={host} port={} dbname=testdb",
             pg.port()
         ))
-        .auth(USER, PASS);
+        .auth(USER, PASS)
+        // a refused certificate keeps the client queued until then (PgBouncer's behaviour)
+        .set("query_wait_timeout", 3);
     for (k, v) in settings {
         cfg = cfg.set(k, v);
     }

@@ -294,18 +294,25 @@ pub async fn set(app: &Arc<Shared>, key: &str, value: &str) -> Outcome {
     }
     let tls_changed = key.contains("_tls_") || key.contains("_tls13_");
     // existing pools follow the new value (PgBouncer reads settings at each use): sizes in
-    // place, serving clients already waiting; connection changes retire the pool
+    // place, serving clients already waiting; connection changes retire the pool, and so
+    // does a change of the upstream TLS settings (not of the client_tls_* ones)
     let old = app.config();
-    crate::reload::reconcile_pools(app, &old, &next, tls_changed);
+    let server_tls_changed = crate::reload::server_tls_changed(&old, &next);
+    crate::reload::reconcile_pools(app, &old, &next, server_tls_changed);
     app.set_config(next);
     for pool in app.pools.all() {
         pool.forget_login_failure();
     }
-    if tls_changed
-        && (!crate::reload::rebuild_upstream_tls(app)
-            || crate::reload::rebuild_client_tls(app).is_err())
-    {
-        tracing::warn!("TLS settings could not be applied, still using old configuration");
+    if tls_changed {
+        // both sides, each logging its own reason (PgBouncer: "TLS setup failed: ...")
+        let upstream = crate::reload::rebuild_upstream_tls(app);
+        let client = crate::reload::rebuild_client_tls(app);
+        if let Err(e) = &client {
+            tracing::error!("TLS setup failed: {e}");
+        }
+        if !upstream || client.is_err() {
+            tracing::warn!("TLS settings could not be applied, still using old configuration");
+        }
     }
     Ok(format!("SET {key}={value}"))
 }

@@ -14,7 +14,7 @@ use crate::pool::limit_wait::{LimitKind, LimitWait};
 use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
 use crate::protocol::pooler_errors::{ErrorKind, PoolerError, SERVER_LOGIN_WRONG_PASSWORD_TYPE};
 use crate::server::conn::ServerConn;
-use crate::server::connect::ConnectError;
+use crate::server::connect::{ConnectError, TlsConnectError, handshake_detail};
 use crate::server::connect::{ConnectSpec, connect};
 use crate::server::login::{AuthError, LoginError};
 use crate::server::query::run_simple;
@@ -128,7 +128,12 @@ impl ServerGuard {
             return;
         }
         // RECONNECT / reload / PAUSE: servers close when released
-        if entry.close_needed() || self.pool.is_paused() {
+        if entry.close_needed() {
+            self.pool
+                .log_server_close(&conn, super::closing::CLOSE_NEEDED);
+            return;
+        }
+        if self.pool.is_paused() {
             return;
         }
         self.pool.servers.transition(&entry, ServerState::Tested);
@@ -196,7 +201,11 @@ impl Pool {
                 }
                 let entry = conn.entry().clone();
                 let now = Instant::now();
-                if expired(&conn, self.def().server_lifetime, now) || entry.close_needed() {
+                if expired(&conn, self.def().server_lifetime, now) {
+                    continue;
+                }
+                if entry.close_needed() {
+                    self.log_server_close(&conn, super::closing::OBSOLETE);
                     continue;
                 }
                 // `<empty>` (the default) is an empty Query message, not that text
@@ -416,6 +425,18 @@ impl Pool {
                         tracing::info!(
                             db = %self.db_name, user = %self.login_user, %address,
                             "closing because: {} (age=0s)", fields.message
+                        );
+                    }
+                } else if let ConnectError::Tls(TlsConnectError::Handshake(io)) = &e {
+                    // PgBouncer's two lines for a failed upstream handshake
+                    tracing::warn!(
+                        db = %self.db_name, user = %self.login_user, %address,
+                        "TLS handshake error: handshake failed: {}", handshake_detail(io)
+                    );
+                    if def.log_disconnections {
+                        tracing::info!(
+                            db = %self.db_name, user = %self.login_user, %address,
+                            "closing because: server conn crashed? (age=0s)"
                         );
                     }
                 } else {

@@ -67,6 +67,11 @@ pub fn sweep(pool: &Pool) {
             );
             return true;
         }
+        if c.entry().close_needed() {
+            // marked by RELOAD / SET / RECONNECT after it was checked there
+            pool.log_server_close(c, super::closing::CONFIG_CHANGED);
+            return true;
+        }
         let too_old = c.created.elapsed() >= lifetime;
         let too_idle =
             !idle_timeout.is_zero() && c.last_used.elapsed() >= idle_timeout && closable > 0;

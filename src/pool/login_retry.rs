@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::pool::{Pool, lock};
-use crate::server::connect::ConnectError;
+use crate::server::connect::{ConnectError, TlsConnectError};
 use crate::server::login::LoginError;
 
 /// Whether a failed connect is the server being away (down, restarting, unreachable) rather
@@ -22,8 +22,10 @@ pub(super) fn server_away(e: &ConnectError) -> bool {
         // admin_shutdown, crash_shutdown, cannot_connect_now (starting up / shutting down)
         ConnectError::Login(LoginError::Server(f)) => f.code.starts_with("57P0"),
         ConnectError::Login(LoginError::Wire(_)) => true,
-        // a PostgreSQL shutting down closes new connections during the SSLRequest/handshake
-        ConnectError::Tls(tls) => tls.server_away(),
+        // a PostgreSQL shutting down closes new connections during the SSLRequest/handshake;
+        // PgBouncer treats every failed handshake so ("server conn crashed?"), a certificate
+        // refused too: clients wait, and SET / RELOAD of the TLS files lets them in
+        ConnectError::Tls(TlsConnectError::Handshake(_)) => true,
         _ => false,
     }
 }
@@ -83,12 +85,14 @@ mod tests {
     }
 
     #[test]
-    fn tls_refusals_and_certificate_failures_are_not_retried() {
+    fn certificate_failures_are_retried_and_tls_refusals_are_not() {
         let bad_cert = Error::new(
             ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
         );
-        assert!(!server_away(&handshake(bad_cert)));
+        let e = handshake(bad_cert);
+        assert!(server_away(&e));
+        assert!(e.to_string().contains("certificate verify failed"), "{e}");
         assert!(!server_away(&ConnectError::Tls(TlsConnectError::Refused)));
         assert!(!server_away(&ConnectError::Tls(
             TlsConnectError::NotConfigured

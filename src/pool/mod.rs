@@ -4,6 +4,7 @@
 pub mod cancel;
 pub mod checkout;
 pub mod clients;
+mod closing;
 pub mod counts;
 pub mod def;
 pub mod janitor;
@@ -184,9 +185,14 @@ impl Pool {
         closed.len()
     }
 
-    /// Closes idle servers marked `close_needed` (RECONNECT, reload).
+    /// Closes idle servers marked `close_needed` (RECONNECT, reload), each logged as
+    /// PgBouncer's janitor does ("database configuration changed").
     pub fn close_idle_needing_close(&self) -> usize {
-        self.drain_idle_where(|c| c.entry().close_needed()).len()
+        let closed = self.drain_idle_where(|c| c.entry().close_needed());
+        for conn in &closed {
+            self.log_server_close(conn, closing::CONFIG_CHANGED);
+        }
+        closed.len()
     }
 
     /// Claims the `min_pool_size` fill; false if one is already running.

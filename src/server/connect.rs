@@ -60,31 +60,31 @@ pub(crate) enum TlsConnectError {
     NotConfigured,
     #[error("server refused SSL")]
     Refused,
-    /// The SSLRequest exchange or the handshake failed: a transport error (the server went
-    /// away under it) or a TLS one (certificate, protocol); [`TlsConnectError::server_away`]
-    /// tells which.
-    #[error("TLS handshake failed: {0}")]
+    /// The SSLRequest exchange or the handshake failed, a transport error (the server went
+    /// away under it) or a TLS one (certificate, protocol). PgBouncer closes such a server as
+    /// "server conn crashed?" and keeps its clients waiting for the next attempt
+    /// (`pool/login_retry.rs`); a certificate the verifier refused reads "certificate verify
+    /// failed", OpenSSL's words that PgBouncer logs.
+    #[error("TLS handshake failed: {}", handshake_detail(.0))]
     Handshake(#[source] std::io::Error),
 }
 
-impl TlsConnectError {
-    /// The connection broke under the handshake (closed, reset): what a
-    /// PostgreSQL that is shutting down or restarting does to a new connection, as opposed to
-    /// a certificate or protocol failure, which would fail again the same way. tokio-rustls
-    /// reports rustls' own errors as `InvalidData`, so they never match.
-    pub(crate) fn server_away(&self) -> bool {
-        use std::io::ErrorKind as K;
-        match self {
-            TlsConnectError::Handshake(e) => matches!(
-                e.kind(),
-                K::UnexpectedEof
-                    | K::ConnectionReset
-                    | K::ConnectionAborted
-                    | K::BrokenPipe
-                    | K::NotConnected
-            ),
-            TlsConnectError::NotConfigured | TlsConnectError::Refused => false,
-        }
+/// The handshake error with OpenSSL's "certificate verify failed" before a certificate
+/// refusal (tokio-rustls hands rustls' errors over inside an `InvalidData` io::Error).
+pub(crate) fn handshake_detail(e: &std::io::Error) -> String {
+    let refused_cert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        });
+    if refused_cert {
+        format!("certificate verify failed: {e}")
+    } else {
+        e.to_string()
     }
 }
 

@@ -40,7 +40,7 @@ const TABLE: &[(&str, SupportedCipherSuite)] = &[
 ];
 
 /// PgBouncer's keywords for "the library's defaults".
-fn is_default(spec: &str) -> bool {
+pub fn is_default(spec: &str) -> bool {
     matches!(
         spec.trim().to_ascii_lowercase().as_str(),
         "" | "default" | "secure" | "fast" | "normal" | "all" | "legacy"
@@ -69,6 +69,15 @@ pub fn select(
         }
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// OpenSSL's names of the TLS 1.3 suites rustls has.
+pub fn tls13_names() -> Vec<&'static str> {
+    TABLE
+        .iter()
+        .filter(|(_, s)| is_tls13(*s))
+        .map(|(n, _)| *n)
+        .collect()
 }
 
 fn is_tls13(s: SupportedCipherSuite) -> bool {

@@ -158,8 +158,9 @@ pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, ClientTlsE
             settings.sslmode
         )));
     };
-    let provider = Arc::new(provider(settings));
     let versions = parse_protocols(&settings.protocols)?;
+    let tls13 = versions.contains(&&rustls::version::TLS13);
+    let provider = Arc::new(provider(settings, tls13)?);
     let verifier = client_verifier(settings, &provider)?;
     // Not `with_single_cert`: its key check parses the certificate with webpki, which refuses
     // X.509 v1 certificates (see net/x509_v1.rs).
@@ -192,14 +193,27 @@ pub fn build(settings: &ClientTlsSettings) -> Result<ClientTlsConfig, ClientTlsE
     })
 }
 
-fn provider(settings: &ClientTlsSettings) -> CryptoProvider {
+/// The ring provider narrowed to the suites `client_tls_ciphers` / `client_tls13_ciphers`
+/// name. A TLS 1.3 list (with TLS 1.3 enabled) that names no suite rustls has is refused with
+/// OpenSSL's words, as PgBouncer's `SSL_CTX_set_ciphersuites` refuses it.
+fn provider(
+    settings: &ClientTlsSettings,
+    tls13_enabled: bool,
+) -> Result<CryptoProvider, ClientTlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     let mut ignored = Vec::new();
     let tls12 = ciphers::select(&settings.ciphers, false, &mut ignored);
-    let tls13 = settings
+    let tls13_spec = settings
         .tls13_ciphers
         .as_deref()
-        .and_then(|s| ciphers::select(s, true, &mut ignored));
+        .filter(|s| !ciphers::is_default(s));
+    let tls13 = tls13_spec.and_then(|s| ciphers::select(s, true, &mut ignored));
+    if let (Some(spec), None, true) = (tls13_spec, &tls13, tls13_enabled) {
+        return Err(ClientTlsError::Settings(format!(
+            "failed to set the TLSv1.3 cipher suites (client_tls13_ciphers = '{spec}' names none of {})",
+            ciphers::tls13_names().join(", ")
+        )));
+    }
     if !ignored.is_empty() {
         tracing::warn!(
             ignored = %ignored.join(":"),
@@ -213,7 +227,7 @@ fn provider(settings: &ClientTlsSettings) -> CryptoProvider {
         };
         provider.cipher_suites.retain(keep);
     }
-    provider
+    Ok(provider)
 }
 
 fn load_roots(path: &Path) -> Result<RootCertStore, ClientTlsError> {

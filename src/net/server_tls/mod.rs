@@ -82,7 +82,15 @@ pub fn build_connector(
         return Ok(None);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions = parse_protocols(&settings.protocols)?;
+    let Some(versions) = parse_protocols(&settings.protocols)? else {
+        // PgBouncer accepts the value (with OpenSSL 3 such handshakes fail anyway): no TLS
+        // is offered upstream, so `prefer` logs in unencrypted and `require` and stricter fail
+        tracing::warn!(
+            server_tls_protocols = %settings.protocols,
+            "server_tls_protocols names only TLS versions older than 1.2, which are not supported: servers are not offered TLS"
+        );
+        return Ok(None);
+    };
     if !is_default_ciphers(&settings.ciphers) {
         tracing::info!(
             ciphers = %settings.ciphers,
@@ -186,19 +194,14 @@ where
 }
 
 /// `server_tls_protocols`: 1.0/1.1 are dropped (rustls lacks them) as long as a newer version
-/// remains; PgBouncer's keywords as in `net::tls_protocols`.
+/// remains; `None` when only those were named. PgBouncer's keywords as in
+/// `net::tls_protocols`; an unknown word is an error.
 pub(crate) fn parse_protocols(
     spec: &str,
-) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsSetupError> {
+) -> Result<Option<Vec<&'static rustls::SupportedProtocolVersion>>, TlsSetupError> {
     let parsed = crate::net::tls_protocols::parse(spec)
         .map_err(|e| TlsSetupError::Protocols(spec.into(), e.to_string()))?;
-    if parsed.versions.is_empty() {
-        return Err(TlsSetupError::Protocols(
-            spec.into(),
-            "only tlsv1.2 and tlsv1.3 are supported".into(),
-        ));
-    }
-    Ok(parsed.versions)
+    Ok((!parsed.versions.is_empty()).then_some(parsed.versions))
 }
 
 fn is_default_ciphers(c: &str) -> bool {
