@@ -2,11 +2,13 @@
 //! pool (`session`), watched in both directions (`watch`), owed responses are queued
 //! (`requests`), an unlinked client is answered locally where PgBouncer does (`local`), and
 //! protocol-level prepared statements follow the client from server to server (`prepared`);
-//! a replication client has a server of its own (`replication`).
+//! a replication client has a server of its own (`replication`); a client queued too long is
+//! told so (`wait_notify`).
 
 pub mod local;
 pub mod prepared;
 pub mod replication;
 pub mod requests;
 pub mod session;
+pub mod wait_notify;
 pub mod watch;

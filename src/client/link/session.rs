@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use crate::client::error::{ClientError, protocol, send_error};
 use crate::client::link::local::{LocalContext, answer_unlinked};
 use crate::client::link::prepared::ClientStatements;
+use crate::client::link::wait_notify::{notify_delay, notify_if_queued};
 use crate::client::link::watch::{LinkWatcher, PreparedLink, Timing};
 use crate::config::{Config, PoolMode};
 use crate::net::relay::{Dir, Pump, RelayEnd, relay};
@@ -190,10 +191,12 @@ impl Session<'_> {
                     // transaction, or one already queued) is closed, as PgBouncer does.
                     let stopping = self.app.shutdown.reached(ShutdownMode::WaitForServers);
                     let upstream = self.app.upstream();
+                    let notify = notify_delay(self.app.config().settings.query_wait_notify);
+                    let wait = notify_if_queued(self.pool.checkout(&upstream), notify, self.stream);
                     let checkout = tokio::select! {
                         biased;
                         () = stopping => Err(CheckoutError::Closed),
-                        r = self.pool.checkout(&upstream) => r,
+                        r = wait => r,
                     };
                     match checkout {
                         Ok(g) => {
