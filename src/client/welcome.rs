@@ -114,6 +114,7 @@ async fn welcome<'a>(
     finish_welcome(stream, out, registration.key).await?;
     let session = Session {
         app,
+        def: pool.def_snapshot(),
         pool,
         stream,
         rbuf,

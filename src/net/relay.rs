@@ -153,7 +153,7 @@ impl Pump {
     /// empty buffer is taken too, for its capacity: a server's buffer from its previous link
     /// then serves this one, instead of a new 16 KiB at every transaction; one a big message
     /// grew is let go.
-    pub(crate) fn with_pending(mut self, pending: BytesMut) -> Pump {
+    pub fn with_pending(mut self, pending: BytesMut) -> Pump {
         if !pending.is_empty() || pending.capacity() <= KEEP_IDLE_CAPACITY {
             self.rbuf = pending;
         }
@@ -162,7 +162,7 @@ impl Pump {
 
     /// Takes an output queue kept from a previous link (empty; for its capacity), so a link
     /// allocates no queue of its own.
-    pub(crate) fn with_out_queue(mut self, queue: VecDeque<Bytes>) -> Pump {
+    pub fn with_out_queue(mut self, queue: VecDeque<Bytes>) -> Pump {
         if queue.is_empty() {
             self.out = queue;
         }
@@ -171,7 +171,7 @@ impl Pump {
 
     /// Hands back the output queue once it is empty (for the next link); an empty new one
     /// otherwise.
-    pub(crate) fn take_out_queue(&mut self) -> VecDeque<Bytes> {
+    pub fn take_out_queue(&mut self) -> VecDeque<Bytes> {
         if self.out.is_empty() {
             std::mem::take(&mut self.out)
         } else {
@@ -190,7 +190,7 @@ impl Pump {
     }
 
     /// Hands back unread input (used when the relay stops at a message boundary).
-    pub(crate) fn take_unread(&mut self) -> BytesMut {
+    pub fn take_unread(&mut self) -> BytesMut {
         std::mem::take(&mut self.rbuf)
     }
 

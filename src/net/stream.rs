@@ -77,11 +77,26 @@ impl ClientStream {
                 }
             }
             let mut buf = crate::net::read_pool::take();
-            let read = match self {
-                ClientStream::Tcp(s) => s.try_read_buf(&mut buf),
-                ClientStream::Unix(s) => s.try_read_buf(&mut buf),
-                ClientStream::Tls(_) => Err(io::ErrorKind::WouldBlock.into()),
-            };
+            // One poll of the stream's own read, not `try_read_buf`: a read shorter than the
+            // buffer then clears the socket's readiness (edge-triggered epoll: it is drained),
+            // so the relay's first read waits for the next event instead of making a
+            // recvfrom that returns EAGAIN, once per transaction.
+            let read = std::future::poll_fn(|cx| {
+                let polled = match &mut *self {
+                    ClientStream::Tcp(s) => {
+                        tokio_util::io::poll_read_buf(Pin::new(s), cx, &mut buf)
+                    }
+                    ClientStream::Unix(s) => {
+                        tokio_util::io::poll_read_buf(Pin::new(s), cx, &mut buf)
+                    }
+                    ClientStream::Tls(_) => Poll::Pending,
+                };
+                Poll::Ready(match polled {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                })
+            })
+            .await;
             match read {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => crate::net::read_pool::give(buf),
                 other => {

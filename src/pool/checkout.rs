@@ -11,7 +11,9 @@ use crate::auth::gss::GssRuntime;
 use crate::config::{PoolMode, ServerCheck};
 use crate::net::stream::IdleHealth;
 use crate::pool::limit_wait::{LimitKind, LimitWait};
-use crate::pool::{Pool, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState};
+use crate::pool::{
+    DefSnapshot, Pool, PoolDef, PoolRegistry, Pooled, ServerEntry, ServerSet, ServerState,
+};
 use crate::protocol::pooler_errors::{ErrorKind, PoolerError, SERVER_LOGIN_WRONG_PASSWORD_TYPE};
 use crate::server::conn::ServerConn;
 use crate::server::connect::{ConnectError, TlsConnectError, handshake_detail};
@@ -47,6 +49,8 @@ pub enum CheckoutError {
 /// A server lent to one client. `release` returns it; dropping the guard closes the server.
 pub struct ServerGuard {
     pool: Arc<Pool>,
+    /// The pool's settings as of the checkout (refreshed at release): read once per link.
+    def: DefSnapshot,
     conn: Option<Pooled>,
     _slot: Slot,
 }
@@ -70,6 +74,7 @@ impl Drop for LoginInFlight<'_> {
 impl ServerGuard {
     pub(super) fn new(pool: Arc<Pool>, conn: Pooled, slot: Slot) -> ServerGuard {
         ServerGuard {
+            def: pool.def_snapshot(),
             pool,
             conn: Some(conn),
             _slot: slot,
@@ -85,6 +90,11 @@ impl ServerGuard {
 
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+
+    /// The pool's settings this link works with (as of its checkout).
+    pub fn def(&self) -> &DefSnapshot {
+        &self.def
     }
 
     /// Records which client uses this server (SHOW SERVERS `link`, SHOW CLIENTS `link`).
@@ -111,7 +121,8 @@ impl ServerGuard {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let def = self.pool.def();
+        self.pool.refresh_def(&mut self.def);
+        let def = &self.def;
         let entry = conn.entry().clone();
         entry.set_link(0);
         if !clean {
@@ -171,8 +182,18 @@ impl Pool {
         self: &Arc<Self>,
         up: &Upstream<'_>,
     ) -> Result<ServerGuard, CheckoutError> {
+        self.checkout_with(up, self.def_snapshot()).await
+    }
+
+    /// [`Pool::checkout`] with the caller's current view of the settings (a session keeps
+    /// one between links: no lock per checkout).
+    pub async fn checkout_with(
+        self: &Arc<Self>,
+        up: &Upstream<'_>,
+        def: DefSnapshot,
+    ) -> Result<ServerGuard, CheckoutError> {
         let started = Instant::now();
-        let (guard, now) = self.checkout_inner(up, started).await?;
+        let (guard, now) = self.checkout_inner(up, def, started).await?;
         self.stats.record_assignment();
         self.stats.record_wait(now.duration_since(started));
         Ok(guard)
@@ -183,14 +204,16 @@ impl Pool {
     async fn checkout_inner(
         self: &Arc<Self>,
         up: &Upstream<'_>,
+        mut def: DefSnapshot,
         mut started: Instant,
     ) -> Result<(ServerGuard, Instant), CheckoutError> {
         // PAUSE: new work waits (without query_wait_timeout) until RESUME
         if self.is_paused() {
             Box::pin(self.wait_resumed()).await;
             started = Instant::now();
+            self.refresh_def(&mut def);
         }
-        let slot = self.acquire_slot().await?;
+        let slot = self.acquire_slot(&def).await?;
         loop {
             if let Some(mut conn) = self.pop_idle() {
                 let server: &mut ServerConn = &mut conn;
@@ -201,7 +224,7 @@ impl Pool {
                 }
                 let entry = conn.entry().clone();
                 let now = Instant::now();
-                if expired(&conn, self.def().server_lifetime, now) {
+                if expired(&conn, def.server_lifetime, now) {
                     continue;
                 }
                 if entry.close_needed() {
@@ -209,7 +232,6 @@ impl Pool {
                     continue;
                 }
                 // `<empty>` (the default) is an empty Query message, not that text
-                let def = self.def();
                 let check = ServerCheck::parse(&def.server_check_query).sql();
                 if let (Some(sql), true) = (
                     check,
@@ -228,6 +250,7 @@ impl Pool {
                 self.servers.transition(&entry, ServerState::Active);
                 let guard = ServerGuard {
                     pool: self.clone(),
+                    def,
                     conn: Some(conn),
                     _slot: slot,
                 };
@@ -247,8 +270,10 @@ impl Pool {
                 }
                 Err(e) => return Err(e),
             };
+            self.refresh_def(&mut def);
             let guard = ServerGuard {
                 pool: self.clone(),
+                def,
                 conn: Some(conn),
                 _slot: slot,
             };
@@ -256,11 +281,10 @@ impl Pool {
         }
     }
 
-    pub(super) async fn acquire_slot(&self) -> Result<Slot, CheckoutError> {
+    pub(super) async fn acquire_slot(&self, def: &PoolDef) -> Result<Slot, CheckoutError> {
         if let Ok(p) = self.slots.try_acquire() {
             return Ok(p);
         }
-        let def = self.def();
         let reserve_after = def.reserve_pool_timeout;
         let wait = async {
             tokio::select! {

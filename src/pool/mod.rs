@@ -17,7 +17,7 @@ mod replication;
 mod slots;
 pub mod state;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -35,6 +35,27 @@ pub use registry::PoolRegistry;
 use state::lock;
 pub use state::{DbControl, ServerEntry, ServerSet, ServerState};
 
+/// A pool's settings as of one generation: held across a checkout and its release (and by
+/// a session between links), refreshed with [`Pool::refresh_def`].
+#[derive(Clone)]
+pub struct DefSnapshot {
+    def: Arc<PoolDef>,
+    generation: u64,
+}
+
+impl DefSnapshot {
+    pub fn def(&self) -> &Arc<PoolDef> {
+        &self.def
+    }
+}
+
+impl std::ops::Deref for DefSnapshot {
+    type Target = PoolDef;
+    fn deref(&self) -> &PoolDef {
+        &self.def
+    }
+}
+
 /// One pool. Usage slots (`pool_size`) are a fair semaphore, so waiting clients are served
 /// first come, first served; a slot holder takes an idle server or opens one, which keeps
 /// `active + idle <= pool_size + reserve` without counting by hand.
@@ -45,6 +66,9 @@ pub struct Pool {
     pub login_user: String,
     /// Swapped in place by SET / RELOAD when only sizes and timeouts changed.
     def: RwLock<Arc<PoolDef>>,
+    /// Bumped after each swap of `def`: a [`DefSnapshot`] checks it (one atomic load) instead
+    /// of taking the lock at every checkout and release.
+    def_generation: AtomicU64,
     slots: slots::Slots,
     reserve: slots::Slots,
     /// Idle servers, most recently used last (taken LIFO, as PgBouncer does by default).
@@ -96,6 +120,7 @@ impl Pool {
             db_name: def.db_name.clone(),
             login_user: def.login_user.clone(),
             def: RwLock::new(Arc::new(def)),
+            def_generation: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             welcome: Mutex::new(None),
             login_failure: Mutex::new(None),
@@ -130,6 +155,24 @@ impl Pool {
         self.slots.resize(new.pool_size, true);
         self.reserve.resize(new.reserve_pool_size, false);
         *self.def.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        self.def_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current settings with their generation, for [`Pool::refresh_def`].
+    pub fn def_snapshot(&self) -> DefSnapshot {
+        // the generation first: a swap in between is then seen by the next refresh
+        let generation = self.def_generation.load(Ordering::Acquire);
+        DefSnapshot {
+            def: self.def(),
+            generation,
+        }
+    }
+
+    /// Brings `snap` up to date; the usual case (nothing changed) is one atomic load.
+    pub fn refresh_def(&self, snap: &mut DefSnapshot) {
+        if self.def_generation.load(Ordering::Acquire) != snap.generation {
+            *snap = self.def_snapshot();
+        }
     }
 
     /// The ParameterStatus set clients get at login, once a server has logged in.

@@ -23,7 +23,7 @@ impl Pool {
         startup: &[(String, String)],
     ) -> Result<ServerGuard, CheckoutError> {
         self.wait_resumed().await;
-        let slot = self.acquire_slot().await?;
+        let slot = self.acquire_slot(&self.def()).await?;
         // Every active server holds a slot and so does this client, so a full pool has idle
         // servers to give up.
         while self.def().pool_size > 0

@@ -45,6 +45,8 @@ pub struct ServerConn {
     /// The relay's output queues (to the server, to the client), empty between links and
     /// kept here for their capacity: the pool's few servers hold them, not every client.
     pub relay_queues: [VecDeque<Bytes>; 2],
+    /// The link watcher's request queue, empty between links and kept for its capacity too.
+    pub requests: crate::server::requests::RequestQueue,
 }
 
 impl ServerConn {
@@ -65,6 +67,7 @@ impl ServerConn {
             created: now,
             last_used: now,
             relay_queues: Default::default(),
+            requests: Default::default(),
         }
     }
 }

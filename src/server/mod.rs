@@ -11,4 +11,5 @@ pub mod list_param;
 pub mod login;
 pub mod params;
 pub mod query;
+pub mod requests;
 pub mod statements;

@@ -20,7 +20,7 @@ use crate::config::{Config, PoolMode};
 use crate::net::relay::{Dir, Pump, RelayEnd, relay};
 use crate::net::stream::ClientStream;
 use crate::pool::cancel::{CancelShow, CancelSlot};
-use crate::pool::{CheckoutError, Pool, ServerGuard};
+use crate::pool::{CheckoutError, DefSnapshot, Pool, ServerGuard};
 use crate::protocol::pooler_errors::{
     CLIENT_IDLE_TIMEOUT, CLIENT_UNEXPECTED_EOF, DATABASE_CONFIG_CHANGED, IDLE_TRANSACTION_TIMEOUT,
     INVALID_SERVER_PARAMETER, PoolerError, QUERY_TIMEOUT, QUERY_WAIT_TIMEOUT, SERVER_CONN_CRASHED,
@@ -110,6 +110,9 @@ impl SessionLimits {
 pub struct Session<'a> {
     pub app: &'a Arc<Shared>,
     pub pool: Arc<Pool>,
+    /// `pool`'s settings, refreshed (one atomic load) when a request arrives and handed to
+    /// the checkout, so a transaction takes no lock for them.
+    pub def: DefSnapshot,
     pub stream: &'a mut ClientStream,
     /// Client bytes already read (after the startup packet and login) and not yet relayed.
     pub rbuf: BytesMut,
@@ -155,7 +158,7 @@ enum Idle {
 
 impl Session<'_> {
     fn mode(&self) -> PoolMode {
-        self.pool.def().pool_mode
+        self.def.pool_mode
     }
 
     /// Serves the client until it leaves; returns why it ended (for "closing because: ...").
@@ -175,7 +178,10 @@ impl Session<'_> {
                 None => {
                     loop {
                         match self.wait_for_request().await {
-                            Idle::Request => self.follow_runtime_settings(),
+                            Idle::Request => {
+                                self.pool.refresh_def(&mut self.def);
+                                self.follow_runtime_settings();
+                            }
                             Idle::Gone => return CLIENT_CLOSE.to_string(),
                             Idle::TimedOut => return self.fail(&CLIENT_IDLE_TIMEOUT).await,
                         }
@@ -192,7 +198,11 @@ impl Session<'_> {
                     let stopping = self.app.shutdown.reached(ShutdownMode::WaitForServers);
                     let upstream = self.app.upstream();
                     let notify = notify_delay(self.app.config().settings.query_wait_notify);
-                    let wait = notify_if_queued(self.pool.checkout(&upstream), notify, self.stream);
+                    let wait = notify_if_queued(
+                        self.pool.checkout_with(&upstream, self.def.clone()),
+                        notify,
+                        self.stream,
+                    );
                     let checkout = tokio::select! {
                         biased;
                         () = stopping => Err(CheckoutError::Closed),
@@ -261,6 +271,7 @@ impl Session<'_> {
         }
         tracing::info!(db = %pool.db_name, "client moves to the reloaded pool");
         self.entry.move_to(pool.clone());
+        self.def = pool.def_snapshot();
         self.pool = pool;
         self.limits = SessionLimits::resolve(&config, &self.entry.user);
     }
@@ -333,7 +344,7 @@ impl Session<'_> {
     /// Brings the server's tracked parameters in line with the client's, invisibly; the
     /// client then holds the server's spelling of each value.
     async fn sync_params(&mut self, guard: &mut ServerGuard) -> Result<(), ClientError> {
-        let timeout = self.pool.def().server_connect_timeout;
+        let timeout = guard.def().server_connect_timeout;
         let conn = guard.conn();
         if let Some(sql) = sync_query(&self.params, &conn.params) {
             // boxed: rare, and kept out of the size of every client's task
@@ -354,7 +365,7 @@ impl Session<'_> {
 
     /// Relays one link until it is released, either side leaves, or a timeout fires.
     async fn forward(&mut self, guard: &mut ServerGuard) -> LinkEnd {
-        let mode = self.mode();
+        let mode = guard.def().pool_mode;
         let limits = self.limits;
         let stats = &self.pool.stats;
         let server_entry = guard.server_entry();
@@ -377,6 +388,7 @@ impl Session<'_> {
             });
         let mut w = LinkWatcher::new(
             mode,
+            &mut conn.requests,
             &mut conn.params,
             &mut self.params,
             &self.tracked,

@@ -38,7 +38,14 @@ where
         () = tokio::time::sleep(after) => {}
     }
     let mut buf = BytesMut::with_capacity(128);
-    notice_response(&mut buf, Severity::Notice, "00000", QUEUED_NOTICE, None, None);
+    notice_response(
+        &mut buf,
+        Severity::Notice,
+        "00000",
+        QUEUED_NOTICE,
+        None,
+        None,
+    );
     let sent = async {
         stream.write_all(&buf).await?;
         stream.flush().await

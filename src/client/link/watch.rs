@@ -15,7 +15,6 @@ use crate::client::link::prepared::{
     BrokenPacket, ClientStatements, bind_prefix, empty_message, parse_bind, parse_parse,
     parse_target, target_message,
 };
-use crate::client::link::requests::{Disposition, EndsAt, RequestQueue, Route};
 use crate::config::PoolMode;
 use crate::net::relay::{Dir, Verdict, Watcher};
 use crate::protocol::backend::parse_parameter_status;
@@ -23,6 +22,7 @@ use crate::protocol::pooler_errors::{
     PREPARED_STATEMENT_IN_USE, PREPARED_STATEMENT_MISSING, STATEMENT_MODE_TRANSACTION,
 };
 use crate::server::params::{ParamSet, is_tracked};
+use crate::server::requests::{Disposition, EndsAt, RequestQueue, Route};
 use crate::server::statements::{ServerStatements, Statement, StatementRegistry};
 use crate::stats::PoolStats;
 
@@ -49,7 +49,8 @@ pub struct Timing {
 /// The watcher of one link (one client on one server until released).
 pub struct LinkWatcher<'a> {
     pub mode: PoolMode,
-    pub requests: RequestQueue,
+    /// The server's queue (kept with its connection between links, for its capacity).
+    pub requests: &'a mut RequestQueue,
     /// Extended-protocol messages sent since the last Sync.
     pub unsynced: bool,
     /// Status byte of the last ReadyForQuery ('I', 'T', 'E').
@@ -71,6 +72,7 @@ pub struct LinkWatcher<'a> {
 impl<'a> LinkWatcher<'a> {
     pub fn new(
         mode: PoolMode,
+        requests: &'a mut RequestQueue,
         server_params: &'a mut ParamSet,
         client_params: &'a mut ParamSet,
         tracked: &'a [String],
@@ -79,7 +81,7 @@ impl<'a> LinkWatcher<'a> {
     ) -> LinkWatcher<'a> {
         LinkWatcher {
             mode,
-            requests: RequestQueue::default(),
+            requests: requests.reset(),
             unsynced: false,
             status: b'I',
             server_params,
@@ -436,6 +438,7 @@ mod tests {
         client: ClientStatements,
         server: ServerStatements,
         stats: PoolStats,
+        queue: RequestQueue,
         sp: ParamSet,
         cp: ParamSet,
         tracked: Vec<String>,
@@ -448,6 +451,7 @@ mod tests {
                 client: ClientStatements::default(),
                 server: ServerStatements::default(),
                 stats: PoolStats::default(),
+                queue: RequestQueue::default(),
                 sp: ParamSet::new(),
                 cp: ParamSet::new(),
                 tracked: vec!["TimeZone".into()],
@@ -463,6 +467,7 @@ mod tests {
             };
             LinkWatcher::new(
                 PoolMode::Transaction,
+                &mut self.queue,
                 &mut self.sp,
                 &mut self.cp,
                 &self.tracked,
@@ -537,6 +542,7 @@ mod tests {
         let mut rig = Rig::new();
         let mut w = LinkWatcher::new(
             PoolMode::Statement,
+            &mut rig.queue,
             &mut rig.sp,
             &mut rig.cp,
             &rig.tracked,

@@ -1,7 +1,9 @@
 //! Requests in flight on a linked server, in order, and what to do with their responses:
 //! forward them, swallow them (the pooler's own Parse / Close), or answer in the server's place
 //! (a Parse the server already has, a Close answered locally). A server is only handed to
-//! another client when this queue is empty at an idle ReadyForQuery.
+//! another client when this queue is empty at an idle ReadyForQuery. The client link's
+//! watcher fills it; it lives here so that each server connection keeps its (empty) queue
+//! between links, for its capacity: no allocation per transaction.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -100,6 +102,16 @@ pub struct RequestQueue {
 }
 
 impl RequestQueue {
+    /// Empties the queue for a new link, keeping its capacity (a server released idle owes
+    /// nothing, so this is a formality there; a link never inherits another's state).
+    pub fn reset(&mut self) -> &mut RequestQueue {
+        self.queue.clear();
+        self.failed_prepares.clear();
+        self.in_copy_in = false;
+        self.skipping_to_sync = false;
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
