@@ -10,6 +10,7 @@ use krbouncer::config::PoolMode;
 use krbouncer::net::relay::{Dir, Watcher};
 use krbouncer::protocol::framing::peek_header;
 use krbouncer::server::params::ParamSet;
+use krbouncer::server::requests::RequestQueue;
 use krbouncer::stats::PoolStats;
 use libfuzzer_sys::fuzz_target;
 
@@ -26,7 +27,16 @@ fuzz_target!(|data: &[u8]| {
         server: &mut server,
         capacity: 3,
     };
-    let mut w = LinkWatcher::new(PoolMode::Transaction, &mut sp, &mut cp, &tracked, Some(prepared), &stats);
+    let mut queue = RequestQueue::default();
+    let mut w = LinkWatcher::new(
+        PoolMode::Transaction,
+        &mut queue,
+        &mut sp,
+        &mut cp,
+        &tracked,
+        Some(prepared),
+        &stats,
+    );
     let mut inject = Vec::new();
     let mut rest = data;
     // each frame: one direction byte, then a message
