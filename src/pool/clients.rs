@@ -320,17 +320,22 @@ impl ClientRegistry {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn kill_wakes_the_client_with_its_reason() {
-        let reg = ClientRegistry::default();
-        let r = reg.register(NewClient {
-            id: 3,
+    /// A client of user `u` on `database`, without a pool.
+    fn new_client(id: u64, database: &str) -> NewClient {
+        NewClient {
+            id,
             user: "u".into(),
-            database: "pgbouncer".into(),
+            database: database.into(),
             addrs: ClientAddrs::default(),
             application_name: String::new(),
             pool: None,
-        });
+        }
+    }
+
+    #[tokio::test]
+    async fn kill_wakes_the_client_with_its_reason() {
+        let reg = ClientRegistry::default();
+        let r = reg.register(new_client(3, "pgbouncer"));
         assert!(reg.get(3).is_some());
         reg.get(3)
             .expect("registered above")
@@ -344,14 +349,7 @@ mod tests {
     #[tokio::test]
     async fn a_departure_wakes_a_waiter_armed_before_it() {
         let reg = ClientRegistry::default();
-        let r = reg.register(NewClient {
-            id: 4,
-            user: "u".into(),
-            database: "db".into(),
-            addrs: ClientAddrs::default(),
-            application_name: String::new(),
-            pool: None,
-        });
+        let r = reg.register(new_client(4, "db"));
         assert_eq!(reg.count_where(|c| c.user == "u"), 1);
         let departure = reg.departure();
         tokio::pin!(departure);
